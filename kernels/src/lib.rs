@@ -1,0 +1,28 @@
+//! # patchwise-kernels
+//!
+//! The low-level kernels of patchwise: im2col/col2im, GEMM and pooling, on
+//! plain slices (callers manage their own memory) and, for GEMM, on strided
+//! `ndarray` views. Everything is generic over the sealed [`Element`] trait
+//! (`f32`, `f64`), returns a [`Result`] with a descriptive [`Error`] on bad
+//! input, runs on the current rayon pool (set its size with
+//! `RAYON_NUM_THREADS` or `ThreadPool::install`), and gives bit-identical
+//! results whatever the number of threads.
+//!
+//! The layers built on these kernels are in `patchwise-layers`; the naive
+//! versions they are tested against are in `patchwise-reference`.
+
+#![warn(missing_docs)]
+
+mod element;
+mod error;
+mod gemm;
+mod geometry;
+mod im2col;
+mod pool;
+
+pub use element::Element;
+pub use error::{checked_product, Error, Result};
+pub use gemm::{gemm, gemm_serial};
+pub use geometry::Window2d;
+pub use im2col::{col2im, col2im_batch, im2col, im2col_batch};
+pub use pool::{avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward};

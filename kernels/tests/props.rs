@@ -1,0 +1,536 @@
+//! The kernels against `patchwise-reference`: proptests over random shapes
+//! and parameters (H and W varied independently, padding ≥ kernel, stride >
+//! kernel, dilation, 1×1 images), both element types; plus determinism across
+//! thread counts and the documented errors.
+
+use ndarray::{Array2, Array3, Array4, ArrayView2};
+use patchwise_kernels::*;
+use patchwise_reference as reference;
+use proptest::prelude::*;
+
+/// `PROPTEST_CASES` when set, else `default`.
+fn config(default: u32) -> ProptestConfig {
+    let mut c = ProptestConfig::default();
+    if std::env::var("PROPTEST_CASES").is_err() {
+        c.cases = default;
+    }
+    c
+}
+
+/// The element types under test, with their tolerance.
+trait Real: Element + reference::Real {
+    /// Allowed |fast − reference| per unit of `Σ|terms|` for a sum of `k`
+    /// products: f64 to 1e-9 relative, f32 within the GEMM bound 2·(k+2)·ε.
+    fn tolerance(k: usize) -> f64;
+}
+impl Real for f32 {
+    fn tolerance(k: usize) -> f64 {
+        2.0 * (k as f64 + 2.0) * f32::EPSILON as f64
+    }
+}
+impl Real for f64 {
+    fn tolerance(_: usize) -> f64 {
+        1e-9
+    }
+}
+
+/// Asserts `|fast − expected| ≤ tolerance(k) · bound` element-wise, where
+/// `bound` is the reference evaluated on absolute values (Σ|terms|).
+fn assert_within<T: Real>(what: &str, fast: &[T], expected: &[T], bound: &[T], k: usize) {
+    assert_eq!(fast.len(), expected.len(), "{what}: length");
+    for (i, ((&f, &e), &b)) in fast.iter().zip(expected).zip(bound).enumerate() {
+        let (f, e, b) = (Element::to_f64(f), Element::to_f64(e), Element::to_f64(b));
+        let allowed = T::tolerance(k) * b + f64::MIN_POSITIVE;
+        assert!(
+            (f - e).abs() <= allowed,
+            "{what}[{i}]: fast {f} vs reference {e} (allowed {allowed:e})"
+        );
+    }
+}
+
+fn values<T: Real>(v: &[f64]) -> Vec<T> {
+    v.iter().map(|&x| <T as Element>::from_f64(x)).collect()
+}
+
+fn data(len: usize) -> impl Strategy<Value = Vec<f64>> {
+    prop::collection::vec(-1.0f64..1.0, len)
+}
+
+#[derive(Clone, Debug)]
+struct Geometry {
+    channels: usize,
+    input: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dilation: [usize; 2],
+}
+
+fn geometry() -> impl Strategy<Value = Geometry> {
+    (
+        1usize..4,
+        [1usize..9, 1..9],
+        [1usize..5, 1..5],
+        [1usize..5, 1..5],
+        [0usize..5, 0..5],
+        [1usize..4, 1..4],
+    )
+        .prop_map(|(channels, input, kernel, stride, pad, dilation)| Geometry {
+            channels,
+            input,
+            kernel,
+            stride,
+            pad,
+            dilation,
+        })
+}
+
+impl Geometry {
+    fn window(&self) -> Result<Window2d> {
+        Window2d::new(self.input, self.kernel, self.stride, self.pad, self.dilation)
+    }
+    fn params(&self) -> reference::ConvParams {
+        reference::ConvParams {
+            stride: self.stride,
+            pad: self.pad,
+            dilation: self.dilation,
+            groups: 1,
+        }
+    }
+    fn fits(&self) -> bool {
+        (0..2).all(|a| self.dilation[a] * (self.kernel[a] - 1) < self.input[a] + 2 * self.pad[a])
+    }
+}
+
+fn check_im2col<T: Real>(g: &Geometry, raw: &[f64]) {
+    let Geometry {
+        channels: c,
+        input: [h, w],
+        ..
+    } = *g;
+    let geom = match g.window() {
+        Ok(geom) => geom,
+        Err(e) => {
+            assert!(!g.fits(), "valid geometry rejected: {e}");
+            assert!(matches!(e, Error::WindowTooLarge { .. }), "{e}");
+            return;
+        }
+    };
+    let x = Array3::from_shape_vec((c, h, w), values::<T>(&raw[..c * h * w])).unwrap();
+    let expected = reference::im2col(x.view(), g.kernel, &g.params());
+    let mut cols = vec![<T as Element>::ZERO; expected.len()];
+    im2col(x.as_slice().unwrap(), c, &geom, &mut cols).unwrap();
+    assert_eq!(cols, expected.as_slice().unwrap(), "im2col");
+
+    let y: Vec<T> = (0..cols.len())
+        .map(|i| <T as Element>::from_f64(raw[i % raw.len()] - 0.25))
+        .collect();
+    let y = Array2::from_shape_vec(expected.raw_dim(), y).unwrap();
+    let expected = reference::col2im(y.view(), [c, h, w], g.kernel, &g.params());
+    let bound = reference::col2im(
+        y.mapv(|v| Element::abs(v)).view(),
+        [c, h, w],
+        g.kernel,
+        &g.params(),
+    );
+    let mut image = vec![<T as Element>::from_f64(7.0); c * h * w]; // overwritten, not accumulated into
+    col2im(y.as_slice().unwrap(), c, &geom, &mut image).unwrap();
+    assert_within(
+        "col2im",
+        &image,
+        expected.as_slice().unwrap(),
+        bound.as_slice().unwrap(),
+        g.kernel[0] * g.kernel[1],
+    );
+}
+
+fn check_gemm<T: Real>(
+    m: usize,
+    k: usize,
+    n: usize,
+    transpose: [bool; 3],
+    alpha: f64,
+    beta: f64,
+    raw: &[f64],
+) {
+    let take = |off: usize, rows: usize, cols: usize, t: bool| -> Array2<T> {
+        let v: Vec<T> = (0..rows * cols)
+            .map(|i| <T as Element>::from_f64(raw[(off + i) % raw.len()]))
+            .collect();
+        if t {
+            Array2::from_shape_vec((cols, rows), v).unwrap().reversed_axes()
+        } else {
+            Array2::from_shape_vec((rows, cols), v).unwrap()
+        }
+    };
+    let a = take(0, m, k, transpose[0]);
+    let b = take(7, k, n, transpose[1]);
+    let c0 = take(13, m, n, transpose[2]);
+    let (alpha, beta) = (<T as Element>::from_f64(alpha), <T as Element>::from_f64(beta));
+    let expected = reference::gemm(alpha, a.view(), b.view(), beta, c0.view());
+    let abs = |x: &Array2<T>| x.mapv(|v| Element::abs(v));
+    let bound = reference::gemm(
+        Element::abs(alpha),
+        abs(&a).view(),
+        abs(&b).view(),
+        Element::abs(beta),
+        abs(&c0).view(),
+    );
+    for parallel in [false, true] {
+        let mut c = c0.clone();
+        if parallel {
+            gemm(alpha, a.view(), b.view(), beta, c.view_mut()).unwrap();
+        } else {
+            gemm_serial(alpha, a.view(), b.view(), beta, c.view_mut()).unwrap();
+        }
+        let flat = |x: &Array2<T>| x.iter().copied().collect::<Vec<T>>();
+        assert_within("gemm", &flat(&c), &flat(&expected), &flat(&bound), k);
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Pool {
+    planes: usize,
+    input: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+}
+
+fn pool() -> impl Strategy<Value = Pool> {
+    (
+        1usize..5,
+        [1usize..10, 1..10],
+        [1usize..5, 1..5],
+        [1usize..5, 1..5],
+        [0usize..3, 0..3],
+    )
+        .prop_map(|(planes, input, kernel, stride, pad)| Pool {
+            planes,
+            input,
+            kernel,
+            stride,
+            pad,
+        })
+}
+
+fn check_pool<T: Real>(p: &Pool, raw: &[f64], ties: bool) {
+    let [h, w] = p.input;
+    let geom = match Window2d::pooling(p.input, p.kernel, p.stride, p.pad) {
+        Ok(g) => g,
+        Err(e) => {
+            let fits =
+                (0..2).all(|a| p.kernel[a] <= p.input[a] + 2 * p.pad[a] && 2 * p.pad[a] <= p.kernel[a]);
+            assert!(!fits, "valid pooling geometry rejected: {e}");
+            return;
+        }
+    };
+    // With `ties`, values are rounded to a few levels so windows hold equal maxima.
+    let xs: Vec<T> = raw[..p.planes * h * w]
+        .iter()
+        .map(|&v| <T as Element>::from_f64(if ties { (v * 2.0).round() } else { v }))
+        .collect();
+    let x = Array4::from_shape_vec((1, p.planes, h, w), xs).unwrap();
+    let rp = reference::PoolParams {
+        kernel: p.kernel,
+        stride: p.stride,
+        pad: p.pad,
+    };
+    let n_out = p.planes * geom.output_len();
+    let (mut out, mut arg) = (vec![<T as Element>::ZERO; n_out], vec![0u32; n_out]);
+    max_pool2d_forward(x.as_slice().unwrap(), p.planes, &geom, &mut out, &mut arg).unwrap();
+    assert_eq!(
+        out,
+        reference::max_pool_forward(x.view(), &rp).as_slice().unwrap(),
+        "max pool forward"
+    );
+
+    let dout = Array4::from_shape_vec(
+        (1, p.planes, geom.output()[0], geom.output()[1]),
+        (0..n_out)
+            .map(|i| <T as Element>::from_f64(raw[(i * 3 + 1) % raw.len()]))
+            .collect(),
+    )
+    .unwrap();
+    let mut dx = vec![<T as Element>::from_f64(3.0); x.len()];
+    max_pool2d_backward(dout.as_slice().unwrap(), &arg, p.planes, &geom, &mut dx).unwrap();
+    let expected = reference::max_pool_backward(dout.view(), x.view(), &rp);
+    let bound = reference::max_pool_backward(dout.mapv(|v| Element::abs(v)).view(), x.view(), &rp);
+    assert_within(
+        "max pool backward",
+        &dx,
+        expected.as_slice().unwrap(),
+        bound.as_slice().unwrap(),
+        geom.kernel_len(),
+    );
+
+    for include in [false, true] {
+        let mut out = vec![<T as Element>::ZERO; n_out];
+        avg_pool2d_forward(x.as_slice().unwrap(), p.planes, &geom, include, &mut out).unwrap();
+        let expected = reference::avg_pool_forward(x.view(), &rp, include);
+        let bound = reference::avg_pool_forward(x.mapv(|v| Element::abs(v)).view(), &rp, include);
+        assert_within(
+            "avg pool forward",
+            &out,
+            expected.as_slice().unwrap(),
+            bound.as_slice().unwrap(),
+            geom.kernel_len(),
+        );
+        avg_pool2d_backward(dout.as_slice().unwrap(), p.planes, &geom, include, &mut dx).unwrap();
+        let shape = [1, p.planes, h, w];
+        let expected = reference::avg_pool_backward(dout.view(), shape, &rp, include);
+        let bound = reference::avg_pool_backward(dout.mapv(|v| Element::abs(v)).view(), shape, &rp, include);
+        assert_within(
+            "avg pool backward",
+            &dx,
+            expected.as_slice().unwrap(),
+            bound.as_slice().unwrap(),
+            geom.kernel_len(),
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn im2col_col2im_match_reference(g in geometry(), raw in data(3 * 8 * 8)) {
+        check_im2col::<f32>(&g, &raw);
+        check_im2col::<f64>(&g, &raw);
+    }
+
+    #[test]
+    fn gemm_matches_reference(
+        m in 0usize..40, k in 0usize..40, n in 0usize..40,
+        transpose in [any::<bool>(), any::<bool>(), any::<bool>()],
+        alpha in prop::sample::select(vec![1.0, -0.5, 2.0]),
+        beta in prop::sample::select(vec![0.0, 1.0, -1.5]),
+        raw in data(97),
+    ) {
+        check_gemm::<f32>(m, k, n, transpose, alpha, beta, &raw);
+        check_gemm::<f64>(m, k, n, transpose, alpha, beta, &raw);
+    }
+
+    #[test]
+    fn pooling_matches_reference(p in pool(), raw in data(4 * 9 * 9), ties in any::<bool>()) {
+        check_pool::<f32>(&p, &raw, ties);
+        check_pool::<f64>(&p, &raw, ties);
+    }
+}
+
+#[test]
+fn gemm_large_parallel_shapes_match_reference() {
+    // Big enough to take the parallel paths (column blocks and row blocks).
+    let raw: Vec<f64> = (0..1000).map(|i| ((i * 37 % 101) as f64) / 50.0 - 1.0).collect();
+    check_gemm::<f32>(70, 300, 333, [false, true, false], 1.0, 0.0, &raw);
+    check_gemm::<f64>(333, 200, 40, [true, false, true], -1.0, 0.5, &raw);
+}
+
+/// Runs `f` in rayon pools of 1, 2, 3 and 8 threads and asserts that all give
+/// bit-identical results.
+fn assert_deterministic<R: PartialEq + std::fmt::Debug + Send>(what: &str, f: impl Fn() -> R + Sync) {
+    let run = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(&f)
+    };
+    let first = run(1);
+    for threads in [2, 3, 8] {
+        assert!(run(threads) == first, "{what}: {threads} threads differ from 1");
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn kernels_are_deterministic_across_thread_counts() {
+    let raw =
+        |n: usize, s: usize| -> Vec<f32> { (0..n).map(|i| ((i * s % 1009) as f32) / 500.0 - 1.0).collect() };
+    let a = Array2::from_shape_vec((150, 300), raw(45_000, 7)).unwrap();
+    let b = Array2::from_shape_vec((300, 500), raw(150_000, 11)).unwrap();
+    assert_deterministic("gemm", || {
+        let mut c = Array2::<f32>::zeros((150, 500));
+        gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()).unwrap();
+        bits(c.as_slice().unwrap())
+    });
+    // Also equal to the serial product.
+    let mut serial = Array2::<f32>::zeros((150, 500));
+    gemm_serial(1.0, a.view(), b.view(), 0.0, serial.view_mut()).unwrap();
+    let mut parallel = Array2::<f32>::zeros((150, 500));
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap()
+        .install(|| {
+            gemm(1.0, a.view(), b.view(), 0.0, parallel.view_mut()).unwrap();
+        });
+    assert_eq!(
+        bits(serial.as_slice().unwrap()),
+        bits(parallel.as_slice().unwrap())
+    );
+
+    let geom = Window2d::new([33, 29], [3, 3], [1, 2], [1, 1], [1, 1]).unwrap();
+    let (n, c) = (6, 4);
+    let images = raw(n * c * geom.input_len(), 13);
+    let cols_len = n * c * geom.kernel_len() * geom.output_len();
+    assert_deterministic("im2col_batch + col2im_batch", || {
+        let mut cols = vec![0.0f32; cols_len];
+        im2col_batch(&images, n, c, &geom, &mut cols).unwrap();
+        let mut back = vec![0.0f32; images.len()];
+        col2im_batch(&cols, n, c, &geom, &mut back).unwrap();
+        (bits(&cols), bits(&back))
+    });
+
+    let pg = Window2d::pooling([56, 60], [3, 3], [2, 2], [1, 1]).unwrap();
+    let planes = 16;
+    let x = raw(planes * pg.input_len(), 17);
+    assert_deterministic("pooling", || {
+        let n_out = planes * pg.output_len();
+        let (mut out, mut arg, mut avg) = (vec![0.0f32; n_out], vec![0u32; n_out], vec![0.0f32; n_out]);
+        max_pool2d_forward(&x, planes, &pg, &mut out, &mut arg).unwrap();
+        avg_pool2d_forward(&x, planes, &pg, false, &mut avg).unwrap();
+        let (mut dx, mut dxa) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
+        max_pool2d_backward(&avg, &arg, planes, &pg, &mut dx).unwrap();
+        avg_pool2d_backward(&out, planes, &pg, true, &mut dxa).unwrap();
+        (bits(&out), arg, bits(&avg), bits(&dx), bits(&dxa))
+    });
+}
+
+#[test]
+fn bad_geometry_is_an_error() {
+    let err = Window2d::new([4, 4], [2, 2], [1, 0], [0, 0], [1, 1]).unwrap_err();
+    assert_eq!(err, Error::parameter("stride_w", "> 0", 0));
+    assert_eq!(err.to_string(), "stride_w: expected > 0, got 0");
+    assert!(matches!(
+        Window2d::new([4, 4], [2, 2], [1, 1], [0, 0], [0, 1]),
+        Err(Error::Parameter {
+            arg: "dilation_h",
+            ..
+        })
+    ));
+    assert!(matches!(
+        Window2d::new([4, 4], [0, 2], [1, 1], [0, 0], [1, 1]),
+        Err(Error::Parameter { arg: "kernel_h", .. })
+    ));
+    assert_eq!(
+        Window2d::new([4, 4], [2, 6], [1, 1], [0, 0], [1, 1]).unwrap_err(),
+        Error::WindowTooLarge {
+            axis: "width",
+            window: 6,
+            padded_input: 4
+        }
+    );
+    assert_eq!(
+        Window2d::new([4, 4], [3, 3], [1, 1], [0, 0], [2, 1]).unwrap_err(),
+        Error::WindowTooLarge {
+            axis: "height",
+            window: 5,
+            padded_input: 4
+        }
+    );
+    // Sizes that overflow usize are errors, not wraps.
+    assert!(matches!(
+        Window2d::new([4, usize::MAX], [1, 1], [1, 1], [0, 1], [1, 1]),
+        Err(Error::Overflow { .. })
+    ));
+    assert!(matches!(
+        Window2d::new([1 << 40, 1 << 40], [1, 1], [1, 1], [0, 0], [1, 1]),
+        Err(Error::Overflow { .. })
+    ));
+    assert!(matches!(
+        Window2d::new([8, 8], [usize::MAX, 1], [1, 1], [0, 0], [2, 1]),
+        Err(Error::Overflow { .. })
+    ));
+    // Pooling: padding beyond half the window, empty input.
+    assert!(matches!(
+        Window2d::pooling([4, 4], [2, 2], [1, 1], [0, 2]),
+        Err(Error::Parameter { arg: "pad_w", .. })
+    ));
+    assert!(matches!(
+        Window2d::pooling([0, 4], [1, 1], [1, 1], [0, 0]),
+        Err(Error::Parameter { arg: "input_h", .. })
+    ));
+}
+
+#[test]
+fn bad_buffers_are_errors() {
+    let g = Window2d::new([3, 3], [2, 2], [1, 1], [0, 0], [1, 1]).unwrap();
+    let mut cols = vec![0.0f32; 16];
+    assert!(matches!(
+        im2col(&[0.0f32; 8], 1, &g, &mut cols),
+        Err(Error::Shape { arg: "image", .. })
+    ));
+    assert!(matches!(
+        im2col(&[0.0f32; 9], 1, &g, &mut cols[..15]),
+        Err(Error::Shape { arg: "cols", .. })
+    ));
+    let mut image = vec![0.0f32; 9];
+    assert!(matches!(
+        col2im(&cols[..3], 1, &g, &mut image),
+        Err(Error::Shape { arg: "cols", .. })
+    ));
+    assert!(matches!(
+        im2col_batch(&[0.0f32; 9], 2, 1, &g, &mut cols),
+        Err(Error::Shape { arg: "images", .. })
+    ));
+    let huge = im2col_batch(&[0.0f32; 9], usize::MAX, 1, &g, &mut cols);
+    assert!(matches!(huge, Err(Error::Overflow { .. })), "{huge:?}");
+
+    let a = Array2::<f64>::zeros((2, 3));
+    let b = Array2::<f64>::zeros((4, 2));
+    let mut c = Array2::<f64>::zeros((2, 2));
+    let e = gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "b: expected shape [3, _] (rows = a's columns), got [4, 2]"
+    );
+    let b = Array2::<f64>::zeros((3, 2));
+    assert!(matches!(
+        gemm(1.0, a.view(), b.view(), 0.0, c.view_mut().reversed_axes()),
+        Ok(())
+    ));
+    let mut c3 = Array2::<f64>::zeros((3, 2));
+    assert!(matches!(
+        gemm(1.0, a.view(), b.view(), 0.0, c3.view_mut()),
+        Err(Error::Shape { arg: "c", .. })
+    ));
+    assert!(matches!(
+        gemm(f64::NAN, a.view(), b.view(), 0.0, c.view_mut()),
+        Err(Error::Parameter { arg: "alpha", .. })
+    ));
+    assert!(matches!(
+        gemm_serial(1.0, a.view(), b.view(), f64::INFINITY, c.view_mut()),
+        Err(Error::Parameter { arg: "beta", .. })
+    ));
+
+    let pg = Window2d::pooling([2, 2], [2, 2], [2, 2], [0, 0]).unwrap();
+    let mut dx = [0.0f32; 4];
+    let bad = max_pool2d_backward(&[1.0f32], &[4], 1, &pg, &mut dx);
+    assert!(
+        matches!(bad, Err(Error::Parameter { arg: "argmax", .. })),
+        "{bad:?}"
+    );
+    assert!(matches!(
+        max_pool2d_forward(&[0.0f32; 4], 1, &pg, &mut [0.0; 2], &mut [0; 1]),
+        Err(Error::Shape { arg: "out", .. })
+    ));
+}
+
+#[test]
+fn gemm_beta_zero_does_not_read_c() {
+    let a = ndarray::array![[1.0f32, 2.0]];
+    let b = ndarray::array![[3.0f32], [4.0]];
+    let mut c = ndarray::array![[f32::NAN]];
+    gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()).unwrap();
+    assert_eq!(c[[0, 0]], 11.0);
+    // K = 0: C ← beta·C.
+    let mut c = ndarray::array![[2.0f32, 4.0]];
+    let empty: ArrayView2<f32> = ArrayView2::from_shape((1, 0), &[]).unwrap();
+    let b0: ArrayView2<f32> = ArrayView2::from_shape((0, 2), &[]).unwrap();
+    gemm(1.0, empty, b0, 0.5, c.view_mut()).unwrap();
+    assert_eq!(c, ndarray::array![[1.0f32, 2.0]]);
+}
