@@ -128,7 +128,7 @@ fn check_im2col<T: Real>(g: &Geometry, raw: &[f64]) {
     let y = Array2::from_shape_vec(expected.raw_dim(), y).unwrap();
     let expected = reference::col2im(y.view(), [c, h, w], g.kernel, &g.params());
     let bound = reference::col2im(
-        y.mapv(|v| Element::abs(v)).view(),
+        y.mapv(|v| reference::Real::abs(v)).view(),
         [c, h, w],
         g.kernel,
         &g.params(),
@@ -168,12 +168,12 @@ fn check_gemm<T: Real>(
     let c0 = take(13, m, n, transpose[2]);
     let (alpha, beta) = (<T as Element>::from_f64(alpha), <T as Element>::from_f64(beta));
     let expected = reference::gemm(alpha, a.view(), b.view(), beta, c0.view());
-    let abs = |x: &Array2<T>| x.mapv(|v| Element::abs(v));
+    let abs = |x: &Array2<T>| x.mapv(|v| reference::Real::abs(v));
     let bound = reference::gemm(
-        Element::abs(alpha),
+        reference::Real::abs(alpha),
         abs(&a).view(),
         abs(&b).view(),
-        Element::abs(beta),
+        reference::Real::abs(beta),
         abs(&c0).view(),
     );
     for parallel in [false, true] {
@@ -255,7 +255,7 @@ fn check_pool<T: Real>(p: &Pool, raw: &[f64], ties: bool) {
     let mut dx = vec![<T as Element>::from_f64(3.0); x.len()];
     max_pool2d_backward(dout.as_slice().unwrap(), &arg, p.planes, &geom, &mut dx).unwrap();
     let expected = reference::max_pool_backward(dout.view(), x.view(), &rp);
-    let bound = reference::max_pool_backward(dout.mapv(|v| Element::abs(v)).view(), x.view(), &rp);
+    let bound = reference::max_pool_backward(dout.mapv(|v| reference::Real::abs(v)).view(), x.view(), &rp);
     assert_within(
         "max pool backward",
         &dx,
@@ -268,7 +268,7 @@ fn check_pool<T: Real>(p: &Pool, raw: &[f64], ties: bool) {
         let mut out = vec![<T as Element>::ZERO; n_out];
         avg_pool2d_forward(x.as_slice().unwrap(), p.planes, &geom, include, &mut out).unwrap();
         let expected = reference::avg_pool_forward(x.view(), &rp, include);
-        let bound = reference::avg_pool_forward(x.mapv(|v| Element::abs(v)).view(), &rp, include);
+        let bound = reference::avg_pool_forward(x.mapv(|v| reference::Real::abs(v)).view(), &rp, include);
         assert_within(
             "avg pool forward",
             &out,
@@ -279,7 +279,8 @@ fn check_pool<T: Real>(p: &Pool, raw: &[f64], ties: bool) {
         avg_pool2d_backward(dout.as_slice().unwrap(), p.planes, &geom, include, &mut dx).unwrap();
         let shape = [1, p.planes, h, w];
         let expected = reference::avg_pool_backward(dout.view(), shape, &rp, include);
-        let bound = reference::avg_pool_backward(dout.mapv(|v| Element::abs(v)).view(), shape, &rp, include);
+        let bound =
+            reference::avg_pool_backward(dout.mapv(|v| reference::Real::abs(v)).view(), shape, &rp, include);
         assert_within(
             "avg pool backward",
             &dx,

@@ -1,0 +1,420 @@
+//! 2-D convolution (cross-correlation, as in CS231n) on im2col + GEMM.
+//!
+//! x (N, C, H, W), w (F, C/G, KH, KW), b (F,) → out (N, F, OH, OW), with
+//! `OH = (H + 2·pad_h − dil_h·(KH−1) − 1) / stride_h + 1` (likewise OW) and,
+//! for filter f in group g = f / (F/G),
+//!
+//! ```text
+//! out[n, f] = W_g[f] · col_g(x[n]) + b[f]        (a row of F/G × OH·OW)
+//! ```
+//!
+//! where `col_g(x[n])` is the im2col matrix (C/G·KH·KW × OH·OW) of the
+//! group's channels. Backward:
+//!
+//! ```text
+//! db[f]  = Σ_{n, p} dout[n, f, p]
+//! dW_g   = Σ_n dout_g[n] · col_g(x[n])ᵀ
+//! dx[n]  = col2im(W_gᵀ · dout_g[n])
+//! ```
+//!
+//! 1×1, stride-1, unpadded convolutions skip im2col: the image is the matrix.
+//!
+//! **Threads.** The parallel level is decided once per call: with at least
+//! as many images (or image chunks for dW) as threads, one task per image
+//! with single-threaded GEMMs; otherwise images one after another with a
+//! parallel GEMM. Both give bit-identical results, and dW sums images in
+//! fixed chunks combined in a fixed order, so every thread count gives the
+//! same bits.
+//!
+//! ```
+//! use ndarray::{array, Array4};
+//! use patchwise_layers::conv::{self, ConvParams};
+//! let x = array![[[[1.0f64, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]]];
+//! let w = array![[[[1.0, 0.0], [0.0, -1.0]]]];
+//! let (out, cache) = conv::forward(x.view(), w.view(), array![1.0].view(), &ConvParams::new(2, 1))?;
+//! assert_eq!(out, array![[[[0.0, -2.0], [-6.0, -3.0]]]]);
+//! let grads = conv::backward(Array4::ones((1, 1, 2, 2)).view(), &cache)?;
+//! assert_eq!(grads.db, array![4.0]);
+//! assert_eq!(grads.dx.dim(), (1, 1, 3, 3));
+//! # Ok::<(), patchwise_layers::Error>(())
+//! ```
+
+use crate::{check, Element, Error, Result};
+use ndarray::{s, Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2};
+use patchwise_kernels::{checked_product, col2im, gemm, gemm_serial, im2col, Window2d};
+use rayon::prelude::*;
+
+/// The seed's `conv_param` (stride, pad), extended with per-axis values,
+/// dilation and groups. Arrays are [height, width].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvParams {
+    /// Step between windows.
+    pub stride: [usize; 2],
+    /// Zero padding on each side.
+    pub pad: [usize; 2],
+    /// Spacing between kernel taps (1 = dense).
+    pub dilation: [usize; 2],
+    /// Groups G: C and F must be multiples of G; w is (F, C/G, KH, KW).
+    pub groups: usize,
+}
+
+impl Default for ConvParams {
+    fn default() -> Self {
+        Self {
+            stride: [1, 1],
+            pad: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+}
+
+impl ConvParams {
+    /// The seed's parameters: one stride and one padding for both axes.
+    pub fn new(stride: usize, pad: usize) -> Self {
+        Self {
+            stride: [stride; 2],
+            pad: [pad; 2],
+            ..Self::default()
+        }
+    }
+    /// Separate strides for height and width.
+    pub fn with_stride(self, stride_h: usize, stride_w: usize) -> Self {
+        Self {
+            stride: [stride_h, stride_w],
+            ..self
+        }
+    }
+    /// Separate padding for height and width.
+    pub fn with_pad(self, pad_h: usize, pad_w: usize) -> Self {
+        Self {
+            pad: [pad_h, pad_w],
+            ..self
+        }
+    }
+    /// Dilation for height and width.
+    pub fn with_dilation(self, dilation_h: usize, dilation_w: usize) -> Self {
+        Self {
+            dilation: [dilation_h, dilation_w],
+            ..self
+        }
+    }
+    /// Grouped convolution with `groups` groups.
+    pub fn with_groups(self, groups: usize) -> Self {
+        Self { groups, ..self }
+    }
+}
+
+/// The sizes of one convolution, validated.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    n: usize,
+    c: usize,
+    f: usize,
+    groups: usize,
+    geom: Window2d,
+}
+
+impl Plan {
+    fn new(x: (usize, usize, usize, usize), w: (usize, usize, usize, usize), p: &ConvParams) -> Result<Self> {
+        let (n, c, h, wd) = x;
+        let (f, cg, kh, kw) = w;
+        let g = p.groups;
+        if g == 0 || c % g != 0 || f % g != 0 {
+            return Err(Error::parameter(
+                "groups",
+                format!("a divisor of C = {c} and F = {f}"),
+                g,
+            ));
+        }
+        if cg != c / g {
+            return Err(Error::shape("w", [f, c / g, kh, kw], [f, cg, kh, kw]));
+        }
+        let geom = Window2d::new([h, wd], [kh, kw], p.stride, p.pad, p.dilation)?;
+        checked_product("output elements", &[n, f, geom.output_len()])?;
+        checked_product("im2col elements", &[cg, geom.kernel_len(), geom.output_len()])?;
+        Ok(Self {
+            n,
+            c,
+            f,
+            groups: g,
+            geom,
+        })
+    }
+    /// Channels per group.
+    fn cg(&self) -> usize {
+        self.c / self.groups
+    }
+    /// Filters per group.
+    fn fg(&self) -> usize {
+        self.f / self.groups
+    }
+    /// Rows of a group's column matrix: C/G·KH·KW.
+    fn k(&self) -> usize {
+        self.cg() * self.geom.kernel_len()
+    }
+    /// Output pixels per image: OH·OW.
+    fn p(&self) -> usize {
+        self.geom.output_len()
+    }
+    fn image_len(&self) -> usize {
+        self.c * self.geom.input_len()
+    }
+    /// True when one task per image keeps every thread busy.
+    fn parallel_over(&self, tasks: usize) -> bool {
+        tasks >= rayon::current_num_threads()
+    }
+}
+
+/// A matrix product on the thread-level the caller chose.
+#[derive(Clone, Copy)]
+enum Gemm {
+    /// Inside a per-image task: single-threaded.
+    Serial,
+    /// Images one by one: the product itself is parallel.
+    Parallel,
+}
+
+impl Gemm {
+    fn run<T: Element>(
+        self,
+        a: ArrayView2<'_, T>,
+        b: ArrayView2<'_, T>,
+        beta: T,
+        c: ArrayViewMut2<'_, T>,
+    ) -> Result<()> {
+        match self {
+            Gemm::Serial => gemm_serial(T::ONE, a, b, beta, c),
+            Gemm::Parallel => gemm(T::ONE, a, b, beta, c),
+        }
+    }
+}
+
+/// The column matrix (K × P) of group `g` of one image: the image itself for
+/// pointwise convolutions, else its im2col in `buf`.
+fn columns<'a, T: Element>(
+    plan: &Plan,
+    image: &'a [T],
+    g: usize,
+    buf: &'a mut Vec<T>,
+) -> Result<ArrayView2<'a, T>> {
+    let group = &image[g * plan.cg() * plan.geom.input_len()..][..plan.cg() * plan.geom.input_len()];
+    let data: &[T] = if plan.geom.is_pointwise() {
+        group
+    } else {
+        buf.resize(plan.k() * plan.p(), T::ZERO);
+        im2col(group, plan.cg(), &plan.geom, buf)?;
+        buf
+    };
+    Ok(ArrayView2::from_shape((plan.k(), plan.p()), data).expect("K·P elements"))
+}
+
+/// What [`backward`] needs: the input, the weights and the geometry.
+#[derive(Clone, Debug)]
+pub struct ConvCache<T> {
+    x: Array4<T>,
+    w: Array4<T>,
+    plan: Plan,
+}
+
+/// Gradients of the convolution, each of its input's shape.
+#[derive(Clone, Debug)]
+pub struct ConvGrads<T> {
+    /// ∂L/∂x, (N, C, H, W).
+    pub dx: Array4<T>,
+    /// ∂L/∂w, (F, C/G, KH, KW).
+    pub dw: Array4<T>,
+    /// ∂L/∂b, (F,).
+    pub db: Array1<T>,
+}
+
+/// The weights as the (F × C/G·KH·KW) matrix.
+fn weight_matrix<'a, T: Element>(w: &'a Array4<T>, plan: &Plan) -> ArrayView2<'a, T> {
+    ArrayView2::from_shape((plan.f, plan.k()), w.as_slice().expect("owned standard layout"))
+        .expect("F·K elements")
+}
+
+fn forward_image<T: Element>(
+    plan: &Plan,
+    w: ArrayView2<'_, T>,
+    b: &ArrayView1<'_, T>,
+    image: &[T],
+    out: &mut [T],
+    buf: &mut Vec<T>,
+    mode: Gemm,
+) -> Result<()> {
+    let (fg, p) = (plan.fg(), plan.p());
+    for g in 0..plan.groups {
+        let cols = columns(plan, image, g, buf)?;
+        let out_g =
+            ArrayViewMut2::from_shape((fg, p), &mut out[g * fg * p..][..fg * p]).expect("Fg·P elements");
+        mode.run(w.slice(s![g * fg..(g + 1) * fg, ..]), cols, T::ZERO, out_g)?;
+    }
+    for (row, &bias) in out.chunks_exact_mut(p).zip(b) {
+        row.iter_mut().for_each(|v| *v += bias);
+    }
+    Ok(())
+}
+
+/// Forward pass.
+///
+/// # Errors
+/// [`Error::Shape`] if w is not (F, C/G, KH, KW) or b is not (F,);
+/// [`Error::Parameter`] for zero stride or dilation, or groups not dividing C
+/// and F; [`Error::WindowTooLarge`] if the dilated kernel exceeds the padded
+/// input; [`Error::Overflow`] if a size overflows.
+pub fn forward<T: Element>(
+    x: ArrayView4<'_, T>,
+    w: ArrayView4<'_, T>,
+    b: ArrayView1<'_, T>,
+    params: &ConvParams,
+) -> Result<(Array4<T>, ConvCache<T>)> {
+    let plan = Plan::new(x.dim(), w.dim(), params)?;
+    check::shape("b", b.shape(), &[plan.f])?;
+    let x = x.as_standard_layout().into_owned();
+    let w = w.as_standard_layout().into_owned();
+    let [oh, ow] = plan.geom.output();
+    let mut out = Array4::zeros((plan.n, plan.f, oh, ow));
+    let out_len = plan.f * plan.p();
+    if plan.n > 0 && out_len > 0 {
+        let wm = weight_matrix(&w, &plan);
+        let images = x.as_slice().expect("owned standard layout");
+        let outs = out.as_slice_mut().expect("fresh array");
+        let image = |i: usize| &images[i * plan.image_len()..(i + 1) * plan.image_len()];
+        if plan.parallel_over(plan.n) {
+            outs.par_chunks_mut(out_len)
+                .enumerate()
+                .try_for_each_init(Vec::new, |buf, (i, o)| {
+                    forward_image(&plan, wm, &b, image(i), o, buf, Gemm::Serial)
+                })?;
+        } else {
+            let mut buf = Vec::new();
+            for (i, o) in outs.chunks_mut(out_len).enumerate() {
+                forward_image(&plan, wm, &b, image(i), o, &mut buf, Gemm::Parallel)?;
+            }
+        }
+    }
+    Ok((out, ConvCache { x, w, plan }))
+}
+
+/// Images per dW partial sum. Fixed (never derived from the thread count),
+/// so the order of the sums is always the same.
+const DW_CHUNK: usize = 4;
+
+/// dW contributions of images `first..first + count`, summed in image
+/// order, as one (F × K) matrix (row block g·F/G.. holds group g).
+fn dw_partial<T: Element>(
+    plan: &Plan,
+    images: &[T],
+    douts: &[T],
+    first: usize,
+    mode: Gemm,
+) -> Result<Array2<T>> {
+    let (fg, p) = (plan.fg(), plan.p());
+    let mut dw = Array2::zeros((plan.f, plan.k()));
+    let mut buf = Vec::new();
+    for i in first..(first + DW_CHUNK).min(plan.n) {
+        let img = &images[i * plan.image_len()..(i + 1) * plan.image_len()];
+        let dout = &douts[i * plan.f * p..(i + 1) * plan.f * p];
+        for g in 0..plan.groups {
+            let cols = columns(plan, img, g, &mut buf)?;
+            let dout_g =
+                ArrayView2::from_shape((fg, p), &dout[g * fg * p..][..fg * p]).expect("Fg·P elements");
+            let dw_g = dw.slice_mut(s![g * fg..(g + 1) * fg, ..]);
+            mode.run(dout_g, cols.t(), T::ONE, dw_g)?;
+        }
+    }
+    Ok(dw)
+}
+
+fn backward_dx_image<T: Element>(
+    plan: &Plan,
+    w: ArrayView2<'_, T>,
+    dout: &[T],
+    dx: &mut [T],
+    buf: &mut Vec<T>,
+    mode: Gemm,
+) -> Result<()> {
+    let (fg, p, cg, hw) = (plan.fg(), plan.p(), plan.cg(), plan.geom.input_len());
+    for g in 0..plan.groups {
+        let dout_g = ArrayView2::from_shape((fg, p), &dout[g * fg * p..][..fg * p]).expect("Fg·P elements");
+        let w_g = w.slice(s![g * fg..(g + 1) * fg, ..]);
+        let dx_g = &mut dx[g * cg * hw..][..cg * hw];
+        if plan.geom.is_pointwise() {
+            let dx_g = ArrayViewMut2::from_shape((cg, hw), dx_g).expect("Cg·HW elements");
+            mode.run(w_g.t(), dout_g, T::ZERO, dx_g)?;
+        } else {
+            buf.resize(plan.k() * p, T::ZERO);
+            let dcols = ArrayViewMut2::from_shape((plan.k(), p), &mut buf[..]).expect("K·P elements");
+            mode.run(w_g.t(), dout_g, T::ZERO, dcols)?;
+            col2im(buf, cg, &plan.geom, dx_g)?;
+        }
+    }
+    Ok(())
+}
+
+/// Backward pass.
+///
+/// # Errors
+/// [`Error::Shape`] if dout is not (N, F, OH, OW).
+pub fn backward<T: Element>(dout: ArrayView4<'_, T>, cache: &ConvCache<T>) -> Result<ConvGrads<T>> {
+    let plan = cache.plan;
+    let [oh, ow] = plan.geom.output();
+    check::shape("dout", dout.shape(), &[plan.n, plan.f, oh, ow])?;
+    let dout = dout.as_standard_layout();
+    let douts = dout.as_slice().expect("standard layout");
+    let images = cache.x.as_slice().expect("owned standard layout");
+    let wm = weight_matrix(&cache.w, &plan);
+    let out_len = plan.f * plan.p();
+
+    // db: per filter, images in order, pixels in order.
+    let mut db = Array1::zeros(plan.f);
+    for dout_n in douts.chunks(out_len.max(1)) {
+        for (acc, row) in db.iter_mut().zip(dout_n.chunks(plan.p().max(1))) {
+            *acc += row.iter().copied().sum::<T>();
+        }
+    }
+
+    // dW: partial sums over fixed chunks of images, added in chunk order.
+    let firsts = (0..plan.n).step_by(DW_CHUNK);
+    let partials: Vec<Array2<T>> = if plan.parallel_over(firsts.len()) {
+        firsts
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|i| dw_partial(&plan, images, douts, i, Gemm::Serial))
+            .collect::<Result<_>>()?
+    } else {
+        firsts
+            .map(|i| dw_partial(&plan, images, douts, i, Gemm::Parallel))
+            .collect::<Result<_>>()?
+    };
+    let mut dw = Array2::zeros((plan.f, plan.k()));
+    for partial in &partials {
+        dw += partial;
+    }
+    let (_, _, kh, kw) = cache.w.dim();
+    let dw = dw
+        .into_shape_with_order((plan.f, plan.cg(), kh, kw))
+        .expect("F·K elements");
+
+    // dx: one image per task.
+    let mut dx = Array4::zeros(cache.x.raw_dim());
+    if plan.n > 0 && out_len > 0 && plan.image_len() > 0 {
+        let dxs = dx.as_slice_mut().expect("fresh array");
+        let image_len = plan.image_len();
+        if plan.parallel_over(plan.n) {
+            douts
+                .par_chunks(out_len)
+                .zip(dxs.par_chunks_mut(image_len))
+                .try_for_each_init(Vec::new, |buf, (d, dx)| {
+                    backward_dx_image(&plan, wm, d, dx, buf, Gemm::Serial)
+                })?;
+        } else {
+            let mut buf = Vec::new();
+            for (d, dx) in douts.chunks(out_len).zip(dxs.chunks_mut(image_len)) {
+                backward_dx_image(&plan, wm, d, dx, &mut buf, Gemm::Parallel)?;
+            }
+        }
+    }
+    Ok(ConvGrads { dx, dw, db })
+}
