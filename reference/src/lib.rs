@@ -36,6 +36,7 @@ mod gemm;
 mod gradcheck;
 mod loss;
 mod norm;
+pub mod notebook;
 mod optim;
 mod pool;
 mod real;

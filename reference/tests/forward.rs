@@ -2,28 +2,8 @@
 //! is in the comments), the CS231n notebooks' published numbers, and the
 //! structural properties (adjointness, stability) the fast crates rely on.
 
-use ndarray::{array, Array, Array1, Array2, Array3, ArrayD, Dimension, IxDyn, ShapeBuilder};
+use ndarray::{array, Array, Array1, Array2, Array3, ArrayD, Dimension, IxDyn};
 use patchwise_reference::*;
-
-fn linspace<Sh: ShapeBuilder>(lo: f64, hi: f64, shape: Sh) -> Array<f64, Sh::Dim>
-where
-    Sh::Dim: Dimension,
-{
-    let a: Array<f64, Sh::Dim> = Array::zeros(shape);
-    let values = Array1::linspace(lo, hi, a.len()).to_vec();
-    Array::from_shape_vec(a.raw_dim(), values).expect("same length")
-}
-
-/// The notebooks print 8 decimals: agree with every printed digit.
-fn assert_printed<D: Dimension>(name: &str, got: &Array<f64, D>, expected: &Array<f64, D>) {
-    for (g, e) in got.iter().zip(expected) {
-        assert!(
-            (g - e).abs() <= 0.5e-8 + 1e-12,
-            "{name}: {g} does not round to {e}"
-        );
-    }
-    assert_eq!(got.shape(), expected.shape(), "{name}: shape");
-}
 
 fn assert_rel<D: Dimension>(name: &str, got: &Array<f64, D>, expected: &Array<f64, D>, tol: f64) {
     let err = rel_error(got.view(), expected.view());
@@ -66,59 +46,13 @@ fn conv_forward_groups_and_dilation_by_hand() {
 }
 
 #[test]
-fn conv_forward_cs231n_notebook() {
-    // ConvolutionalNetworks.ipynb, "Convolution: Naive forward pass".
-    let x = linspace(-0.1, 0.5, (2, 3, 4, 4));
-    let w = linspace(-0.2, 0.3, (3, 3, 4, 4));
-    let b = linspace(-0.1, 0.2, 3);
-    let out = conv_forward(x.view(), w.view(), b.view(), &ConvParams::new(2, 1));
-    let expected = array![
-        [
-            [[-0.08759809, -0.10987781], [-0.18387192, -0.2109216]],
-            [[0.21027089, 0.21661097], [0.22847626, 0.23004637]],
-            [[0.50813986, 0.54309974], [0.64082444, 0.67101435]]
-        ],
-        [
-            [[-0.98053589, -1.03143541], [-1.19128892, -1.24695841]],
-            [[0.69108355, 0.66880383], [0.59480972, 0.56776003]],
-            [[2.36270298, 2.36904306], [2.38090835, 2.38247847]]
-        ]
-    ];
-    assert_printed("conv", &out, &expected);
-}
-
-#[test]
-fn affine_forward_cs231n_notebook() {
-    // FullyConnectedNets.ipynb, "Affine layer: forward".
-    let x = linspace(-0.1, 0.5, IxDyn(&[2, 4, 5, 6]));
-    let w = linspace(-0.2, 0.3, (120, 3));
-    let b = linspace(-0.3, 0.1, 3);
-    let out = affine_forward(x.view(), w.view(), b.view());
-    let expected = array![
-        [1.49834967, 1.70660132, 1.91485297],
-        [3.25553199, 3.5141327, 3.77273342]
-    ];
-    assert_printed("affine", &out, &expected);
-}
-
-#[test]
-fn max_pool_forward_cs231n_notebook() {
-    // ConvolutionalNetworks.ipynb, "Max-Pooling: Naive forward".
-    let x = linspace(-0.3, 0.4, (2, 3, 4, 4));
-    let out = max_pool_forward(x.view(), &PoolParams::new(2, 2, 2));
-    let expected = array![
-        [
-            [[-0.26315789, -0.24842105], [-0.20421053, -0.18947368]],
-            [[-0.14526316, -0.13052632], [-0.08631579, -0.07157895]],
-            [[-0.02736842, -0.01263158], [0.03157895, 0.04631579]]
-        ],
-        [
-            [[0.09052632, 0.10526316], [0.14947368, 0.16421053]],
-            [[0.20842105, 0.22315789], [0.26736842, 0.28210526]],
-            [[0.32631579, 0.34105263], [0.38526316, 0.4]]
-        ]
-    ];
-    assert_printed("max pool", &out, &expected);
+fn notebook_forward_values() {
+    let (x, w, b, p, expected) = notebook::conv_forward();
+    notebook::assert_printed("conv", &conv_forward(x.view(), w.view(), b.view(), &p), &expected);
+    let (x, w, b, expected) = notebook::affine_forward();
+    notebook::assert_printed("affine", &affine_forward(x.view(), w.view(), b.view()), &expected);
+    let (x, p, expected) = notebook::max_pool_forward();
+    notebook::assert_printed("max pool", &max_pool_forward(x.view(), &p), &expected);
 }
 
 #[test]
@@ -312,88 +246,31 @@ fn optimizer_steps_by_hand() {
     assert!((nw[0] - (1.0 - 1e-3 * 0.5 / (0.5 + 1e-8))).abs() < 1e-15);
 }
 
-/// optim.ipynb's shared inputs: N, D = 4, 5.
-fn optim_inputs() -> (ArrayD<f64>, ArrayD<f64>, ArrayD<f64>, ArrayD<f64>) {
-    let s = IxDyn(&[4, 5]);
-    (
-        linspace(-0.4, 0.6, s.clone()),
-        linspace(-0.6, 0.4, s.clone()),
-        linspace(0.6, 0.9, s.clone()),
-        linspace(0.7, 0.5, s),
-    )
-}
-
-fn grid(rows: [[f64; 5]; 4]) -> ArrayD<f64> {
-    Array2::from(rows.to_vec()).into_dyn()
-}
-
 #[test]
 fn optimizers_cs231n_notebook() {
-    let (w, dw, a, v) = optim_inputs();
-    // SGD+Momentum, lr 1e-3, velocity = linspace(0.6, 0.9).
+    let (w, dw, a, b) = notebook::optim_inputs();
     let (nw, nv) = sgd_momentum(w.view(), dw.view(), a.view(), 1e-3, 0.9);
-    let ew = grid([
-        [0.1406, 0.20738947, 0.27417895, 0.34096842, 0.40775789],
-        [0.47454737, 0.54133684, 0.60812632, 0.67491579, 0.74170526],
-        [0.80849474, 0.87528421, 0.94207368, 1.00886316, 1.07565263],
-        [1.14244211, 1.20923158, 1.27602105, 1.34281053, 1.4096],
-    ]);
-    let ev = grid([
-        [0.5406, 0.55475789, 0.56891579, 0.58307368, 0.59723158],
-        [0.61138947, 0.62554737, 0.63970526, 0.65386316, 0.66802105],
-        [0.68217895, 0.69633684, 0.71049474, 0.72465263, 0.73881053],
-        [0.75296842, 0.76712632, 0.78128421, 0.79544211, 0.8096],
-    ]);
-    assert_printed("momentum w", &nw, &ew);
-    assert_printed("momentum v", &nv, &ev);
-    // RMSProp, lr 1e-2, cache = linspace(0.6, 0.9).
+    let (ew, ev) = notebook::sgd_momentum_expected();
+    notebook::assert_printed("momentum w", &nw, &ew);
+    notebook::assert_printed("momentum v", &nv, &ev);
     let cfg = RmsPropConfig {
         learning_rate: 1e-2,
         ..Default::default()
     };
     let (nw, nc) = rmsprop(w.view(), dw.view(), a.view(), &cfg);
-    let ew = grid([
-        [-0.39223849, -0.34037513, -0.28849239, -0.23659121, -0.18467247],
-        [-0.132737, -0.08078555, -0.02881884, 0.02316247, 0.07515774],
-        [0.12716641, 0.17918792, 0.23122175, 0.28326742, 0.33532447],
-        [0.38739248, 0.43947102, 0.49155973, 0.54365823, 0.59576619],
-    ]);
-    let ec = grid([
-        [0.5976, 0.6126277, 0.6277108, 0.64284931, 0.65804321],
-        [0.67329252, 0.68859723, 0.70395734, 0.71937285, 0.73484377],
-        [0.75037008, 0.7659518, 0.78158892, 0.79728144, 0.81302936],
-        [0.82883269, 0.84469141, 0.86060554, 0.87657507, 0.8926],
-    ]);
-    assert_printed("rmsprop w", &nw, &ew);
-    assert_printed("rmsprop cache", &nc, &ec);
-    // Adam, lr 1e-2, m = linspace(0.6, 0.9), v = linspace(0.7, 0.5), t = 5.
+    let (ew, ec) = notebook::rmsprop_expected();
+    notebook::assert_printed("rmsprop w", &nw, &ew);
+    notebook::assert_printed("rmsprop cache", &nc, &ec);
     let cfg = AdamConfig {
         learning_rate: 1e-2,
         ..Default::default()
     };
-    let (nw, nm, nv, t) = adam(w.view(), dw.view(), a.view(), v.view(), 5, &cfg);
+    let (nw, nm, nv, t) = adam(w.view(), dw.view(), a.view(), b.view(), 5, &cfg);
+    let (ew, em, ev) = notebook::adam_expected();
     assert_eq!(t, 6);
-    let ew = grid([
-        [-0.40094747, -0.34836187, -0.29577703, -0.24319299, -0.19060977],
-        [-0.1380274, -0.08544591, -0.03286534, 0.01971428, 0.0722929],
-        [0.1248705, 0.17744702, 0.23002243, 0.28259667, 0.33516969],
-        [0.38774145, 0.44031188, 0.49288093, 0.54544852, 0.59801459],
-    ]);
-    let ev = grid([
-        [0.69966, 0.68908382, 0.67851319, 0.66794809, 0.65738853],
-        [0.64683452, 0.63628604, 0.6257431, 0.61520571, 0.60467385],
-        [0.59414753, 0.58362676, 0.57311152, 0.56260183, 0.55209767],
-        [0.54159906, 0.53110598, 0.52061845, 0.51013645, 0.49966],
-    ]);
-    let em = grid([
-        [0.48, 0.49947368, 0.51894737, 0.53842105, 0.55789474],
-        [0.57736842, 0.59684211, 0.61631579, 0.63578947, 0.65526316],
-        [0.67473684, 0.69421053, 0.71368421, 0.73315789, 0.75263158],
-        [0.77210526, 0.79157895, 0.81105263, 0.83052632, 0.85],
-    ]);
-    assert_printed("adam w", &nw, &ew);
-    assert_printed("adam v", &nv, &ev);
-    assert_printed("adam m", &nm, &em);
+    notebook::assert_printed("adam w", &nw, &ew);
+    notebook::assert_printed("adam m", &nm, &em);
+    notebook::assert_printed("adam v", &nv, &ev);
 }
 
 #[test]
