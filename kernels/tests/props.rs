@@ -17,36 +17,11 @@ fn config(default: u32) -> ProptestConfig {
     c
 }
 
-/// The element types under test, with their tolerance.
-trait Real: Element + reference::Real {
-    /// Allowed |fast − reference| per unit of `Σ|terms|` for a sum of `k`
-    /// products: f64 to 1e-9 relative, f32 within the GEMM bound 2·(k+2)·ε.
-    fn tolerance(k: usize) -> f64;
-}
-impl Real for f32 {
-    fn tolerance(k: usize) -> f64 {
-        2.0 * (k as f64 + 2.0) * f32::EPSILON as f64
-    }
-}
-impl Real for f64 {
-    fn tolerance(_: usize) -> f64 {
-        1e-9
-    }
-}
+/// The element types under test.
+trait Real: Element + reference::Real {}
+impl<T: Element + reference::Real> Real for T {}
 
-/// Asserts `|fast − expected| ≤ tolerance(k) · bound` element-wise, where
-/// `bound` is the reference evaluated on absolute values (Σ|terms|).
-fn assert_within<T: Real>(what: &str, fast: &[T], expected: &[T], bound: &[T], k: usize) {
-    assert_eq!(fast.len(), expected.len(), "{what}: length");
-    for (i, ((&f, &e), &b)) in fast.iter().zip(expected).zip(bound).enumerate() {
-        let (f, e, b) = (Element::to_f64(f), Element::to_f64(e), Element::to_f64(b));
-        let allowed = T::tolerance(k) * b + f64::MIN_POSITIVE;
-        assert!(
-            (f - e).abs() <= allowed,
-            "{what}[{i}]: fast {f} vs reference {e} (allowed {allowed:e})"
-        );
-    }
-}
+use reference::tolerance::assert_within_sum_bound as assert_within;
 
 fn values<T: Real>(v: &[f64]) -> Vec<T> {
     v.iter().map(|&x| <T as Element>::from_f64(x)).collect()

@@ -40,6 +40,7 @@ pub mod notebook;
 mod optim;
 mod pool;
 mod real;
+pub mod tolerance;
 
 pub use activation::{relu_backward, relu_forward, sigmoid, sigmoid_backward, sigmoid_forward};
 pub use affine::{affine_backward, affine_forward};

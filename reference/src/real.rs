@@ -49,6 +49,8 @@ pub trait Real:
     fn abs(self) -> Self;
     /// True for NaN.
     fn is_nan(self) -> bool;
+    /// True for `f64`, false for `f32` (selects the test tolerances).
+    fn is_f64() -> bool;
 }
 
 macro_rules! impl_real {
@@ -77,6 +79,9 @@ macro_rules! impl_real {
             }
             fn is_nan(self) -> bool {
                 <$t>::is_nan(self)
+            }
+            fn is_f64() -> bool {
+                std::mem::size_of::<$t>() == 8
             }
         }
     };
