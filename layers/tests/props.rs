@@ -39,11 +39,18 @@ fn check_activations<T: Real>(shape: &[usize], raw: &[f64], scale: f64) {
     let dout = arr::<T, _>(IxDyn(shape), raw, 5);
     let (out, cache) = activation::relu_forward(x.view());
     assert_eq!(out, reference::relu_forward(x.view()));
-    assert_eq!(activation::relu_backward(dout.view(), &cache).unwrap(), reference::relu_backward(dout.view(), x.view()));
+    assert_eq!(
+        activation::relu_backward(dout.view(), &cache).unwrap(),
+        reference::relu_backward(dout.view(), x.view())
+    );
     let (out, cache) = activation::sigmoid_forward(x.view());
     assert_scaled("sigmoid", &out, &reference::sigmoid_forward(x.view()));
     let dx = activation::sigmoid_backward(dout.view(), &cache).unwrap();
-    assert_scaled("sigmoid dx", &dx, &reference::sigmoid_backward(dout.view(), x.view()));
+    assert_scaled(
+        "sigmoid dx",
+        &dx,
+        &reference::sigmoid_backward(dout.view(), x.view()),
+    );
 }
 
 fn check_batchnorm<T: Real>(n: usize, d: usize, train: bool, raw: &[f64]) {
@@ -57,10 +64,25 @@ fn check_batchnorm<T: Real>(n: usize, d: usize, train: bool, raw: &[f64]) {
     state.mode = mode;
     state.running_mean = mean.clone();
     state.running_var = var.clone();
-    let rmode = if train { reference::Mode::Train } else { reference::Mode::Test };
-    let params = reference::BatchNormParams { mode: rmode, eps: state.eps, momentum: state.momentum };
+    let rmode = if train {
+        reference::Mode::Train
+    } else {
+        reference::Mode::Test
+    };
+    let params = reference::BatchNormParams {
+        mode: rmode,
+        eps: state.eps,
+        momentum: state.momentum,
+    };
     let (out, cache) = batchnorm::forward(x.view(), gamma.view(), beta.view(), &mut state).unwrap();
-    let (eo, em, ev) = reference::batchnorm_forward(x.view(), gamma.view(), beta.view(), &params, mean.view(), var.view());
+    let (eo, em, ev) = reference::batchnorm_forward(
+        x.view(),
+        gamma.view(),
+        beta.view(),
+        &params,
+        mean.view(),
+        var.view(),
+    );
     assert_scaled("bn out", &out, &eo);
     assert_scaled("bn running_mean", &state.running_mean, &em);
     assert_scaled("bn running_var", &state.running_var, &ev);
@@ -86,7 +108,11 @@ fn check_layernorm<T: Real>(n: usize, d: usize, raw: &[f64]) {
     let beta = arr::<T, _>(d, raw, 13);
     let eps = val::<T>(1e-5);
     let (out, cache) = layernorm::forward(x.view(), gamma.view(), beta.view(), eps).unwrap();
-    assert_scaled("ln out", &out, &reference::layernorm_forward(x.view(), gamma.view(), beta.view(), eps));
+    assert_scaled(
+        "ln out",
+        &out,
+        &reference::layernorm_forward(x.view(), gamma.view(), beta.view(), eps),
+    );
     let dout = arr::<T, _>((n, d), raw, 29);
     let g = layernorm::backward(dout.view(), &cache).unwrap();
     let (dx, dg, db) = reference::layernorm_backward(dout.view(), x.view(), gamma.view(), eps);
@@ -98,12 +124,23 @@ fn check_layernorm<T: Real>(n: usize, d: usize, raw: &[f64]) {
 
 fn check_dropout<T: Real>(shape: &[usize], p: f64, train: bool, seed: u64, raw: &[f64]) {
     let x = arr::<T, _>(IxDyn(shape), raw, 0);
-    let params = dropout::DropoutParams { p: val::<T>(p), mode: if train { Mode::Train } else { Mode::Test }, seed };
+    let params = dropout::DropoutParams {
+        p: val::<T>(p),
+        mode: if train { Mode::Train } else { Mode::Test },
+        seed,
+    };
     let (out, cache) = dropout::forward(x.view(), &params).unwrap();
-    assert_eq!(out, reference::dropout_forward(x.view(), val::<T>(p), train, seed), "identical masks");
+    assert_eq!(
+        out,
+        reference::dropout_forward(x.view(), val::<T>(p), train, seed),
+        "identical masks"
+    );
     let dout = arr::<T, _>(IxDyn(shape), raw, 3);
     let dx = dropout::backward(dout.view(), &cache).unwrap();
-    assert_eq!(dx, reference::dropout_backward(dout.view(), val::<T>(p), train, seed));
+    assert_eq!(
+        dx,
+        reference::dropout_backward(dout.view(), val::<T>(p), train, seed)
+    );
 }
 
 #[derive(Clone, Debug)]
@@ -125,31 +162,35 @@ fn conv_case() -> impl Strategy<Value = Conv> {
         ([1usize..9, 1..9], [1usize..5, 1..5]),
         ([1usize..4, 1..4], [0usize..5, 0..5], [1usize..4, 1..4]),
     )
-        .prop_map(|((n, groups, cg, fg), (input, kernel), (stride, pad, dilation))| Conv {
+        .prop_map(
+            |((n, groups, cg, fg), (input, kernel), (stride, pad, dilation))| Conv {
+                n,
+                groups,
+                cg,
+                fg,
+                input,
+                kernel,
+                stride,
+                pad,
+                dilation,
+            },
+        )
+}
+
+fn pointwise_case() -> impl Strategy<Value = Conv> {
+    ((1usize..4, 1usize..4, 1usize..5, 1usize..5), [1usize..9, 1..9]).prop_map(
+        |((n, groups, cg, fg), input)| Conv {
             n,
             groups,
             cg,
             fg,
             input,
-            kernel,
-            stride,
-            pad,
-            dilation,
-        })
-}
-
-fn pointwise_case() -> impl Strategy<Value = Conv> {
-    ((1usize..4, 1usize..4, 1usize..5, 1usize..5), [1usize..9, 1..9]).prop_map(|((n, groups, cg, fg), input)| Conv {
-        n,
-        groups,
-        cg,
-        fg,
-        input,
-        kernel: [1, 1],
-        stride: [1, 1],
-        pad: [0, 0],
-        dilation: [1, 1],
-    })
+            kernel: [1, 1],
+            stride: [1, 1],
+            pad: [0, 0],
+            dilation: [1, 1],
+        },
+    )
 }
 
 fn check_conv<T: Real>(c: &Conv, raw: &[f64]) {
@@ -159,13 +200,26 @@ fn check_conv<T: Real>(c: &Conv, raw: &[f64]) {
     let x = arr::<T, _>((c.n, ch, h, w), raw, 0);
     let wt = arr::<T, _>((f, c.cg, kh, kw), raw, 101);
     let b = arr::<T, _>(f, raw, 203);
-    let params = conv::ConvParams { stride: c.stride, pad: c.pad, dilation: c.dilation, groups: c.groups };
-    let rp = reference::ConvParams { stride: c.stride, pad: c.pad, dilation: c.dilation, groups: c.groups };
+    let params = conv::ConvParams {
+        stride: c.stride,
+        pad: c.pad,
+        dilation: c.dilation,
+        groups: c.groups,
+    };
+    let rp = reference::ConvParams {
+        stride: c.stride,
+        pad: c.pad,
+        dilation: c.dilation,
+        groups: c.groups,
+    };
     let fits = (0..2).all(|a| c.dilation[a] * (c.kernel[a] - 1) < c.input[a] + 2 * c.pad[a]);
     let (out, cache) = match conv::forward(x.view(), wt.view(), b.view(), &params) {
         Ok(r) => r,
         Err(e) => {
-            assert!(!fits && matches!(e, Error::WindowTooLarge { .. }), "unexpected error {e} for {c:?}");
+            assert!(
+                !fits && matches!(e, Error::WindowTooLarge { .. }),
+                "unexpected error {e} for {c:?}"
+            );
             return;
         }
     };
@@ -195,16 +249,42 @@ struct Pool {
 }
 
 fn pool_case() -> impl Strategy<Value = Pool> {
-    ((1usize..3, 1usize..3), [1usize..9, 1..9], [1usize..5, 1..5], [1usize..4, 1..4], [0usize..3, 0..3]).prop_map(
-        |((n, c), input, kernel, stride, pad)| Pool { n, c, input, kernel, stride, pad },
+    (
+        (1usize..3, 1usize..3),
+        [1usize..9, 1..9],
+        [1usize..5, 1..5],
+        [1usize..4, 1..4],
+        [0usize..3, 0..3],
     )
+        .prop_map(|((n, c), input, kernel, stride, pad)| Pool {
+            n,
+            c,
+            input,
+            kernel,
+            stride,
+            pad,
+        })
 }
 
 fn check_pool<T: Real>(p: &Pool, raw: &[f64], ties: bool) {
-    let x = arr::<T, _>((p.n, p.c, p.input[0], p.input[1]), raw, 0)
-        .mapv(|v| if ties { <T as reference::Real>::from_f64((reference::Real::to_f64(v) * 2.0).round()) } else { v });
-    let rp = reference::PoolParams { kernel: p.kernel, stride: p.stride, pad: p.pad };
-    let params = pool::PoolParams { kernel: p.kernel, stride: p.stride, pad: p.pad, count_include_pad: true };
+    let x = arr::<T, _>((p.n, p.c, p.input[0], p.input[1]), raw, 0).mapv(|v| {
+        if ties {
+            <T as reference::Real>::from_f64((reference::Real::to_f64(v) * 2.0).round())
+        } else {
+            v
+        }
+    });
+    let rp = reference::PoolParams {
+        kernel: p.kernel,
+        stride: p.stride,
+        pad: p.pad,
+    };
+    let params = pool::PoolParams {
+        kernel: p.kernel,
+        stride: p.stride,
+        pad: p.pad,
+        count_include_pad: true,
+    };
     let valid = (0..2).all(|a| p.kernel[a] <= p.input[a] + 2 * p.pad[a] && 2 * p.pad[a] <= p.kernel[a]);
     let (out, cache) = match pool::max_forward(x.view(), &params) {
         Ok(r) => r,
@@ -219,12 +299,24 @@ fn check_pool<T: Real>(p: &Pool, raw: &[f64], ties: bool) {
     let dx = pool::max_backward(dout.view(), &cache).unwrap();
     let kk = p.kernel[0] * p.kernel[1];
     let bound = reference::max_pool_backward(abs(&dout).view(), x.view(), &rp);
-    assert_sum("max pool dx", &dx, &reference::max_pool_backward(dout.view(), x.view(), &rp), &bound, kk);
+    assert_sum(
+        "max pool dx",
+        &dx,
+        &reference::max_pool_backward(dout.view(), x.view(), &rp),
+        &bound,
+        kk,
+    );
     for include in [true, false] {
         let params = params.with_count_include_pad(include);
         let (out, cache) = pool::avg_forward(x.view(), &params).unwrap();
         let bound = reference::avg_pool_forward(abs(&x).view(), &rp, include);
-        assert_sum("avg pool out", &out, &reference::avg_pool_forward(x.view(), &rp, include), &bound, kk);
+        assert_sum(
+            "avg pool out",
+            &out,
+            &reference::avg_pool_forward(x.view(), &rp, include),
+            &bound,
+            kk,
+        );
         let dx = pool::avg_backward(dout.view(), &cache).unwrap();
         let shape = [p.n, p.c, p.input[0], p.input[1]];
         let expected = reference::avg_pool_backward(dout.view(), shape, &rp, include);
@@ -244,26 +336,55 @@ fn check_spatial<T: Real>(n: usize, groups: usize, cg: usize, h: usize, w: usize
     state.running_mean = arr::<T, _>(c, raw, 3);
     state.running_var = arr::<T, _>(c, raw, 5).mapv(|v| v * v + val::<T>(0.5));
     let (rm, rv) = (state.running_mean.clone(), state.running_var.clone());
-    let rmode = if train { reference::Mode::Train } else { reference::Mode::Test };
-    let params = reference::BatchNormParams { mode: rmode, eps: state.eps, momentum: state.momentum };
+    let rmode = if train {
+        reference::Mode::Train
+    } else {
+        reference::Mode::Test
+    };
+    let params = reference::BatchNormParams {
+        mode: rmode,
+        eps: state.eps,
+        momentum: state.momentum,
+    };
     let (out, cache) = spatial::batchnorm_forward(x.view(), gamma.view(), beta.view(), &mut state).unwrap();
-    let (eo, em, ev) = reference::spatial_batchnorm_forward(x.view(), gamma.view(), beta.view(), &params, rm.view(), rv.view());
+    let (eo, em, ev) = reference::spatial_batchnorm_forward(
+        x.view(),
+        gamma.view(),
+        beta.view(),
+        &params,
+        rm.view(),
+        rv.view(),
+    );
     assert_scaled("sbn out", &out, &eo);
     assert_scaled("sbn running_mean", &state.running_mean, &em);
     assert_scaled("sbn running_var", &state.running_var, &ev);
     if train {
         let g = spatial::batchnorm_backward(dout.view(), &cache).unwrap();
-        let (dx, dg, db) = reference::spatial_batchnorm_backward(dout.view(), x.view(), gamma.view(), state.eps);
-        let channels: Vec<Vec<T>> = x.axis_iter(Axis(1)).map(|c| c.iter().copied().collect()).collect();
-        assert_to_scale("sbn dx", &g.dx, &dx, norm_dx_scale(&dout, &gamma, &channels, 1e-5));
+        let (dx, dg, db) =
+            reference::spatial_batchnorm_backward(dout.view(), x.view(), gamma.view(), state.eps);
+        let channels: Vec<Vec<T>> = x
+            .axis_iter(Axis(1))
+            .map(|c| c.iter().copied().collect())
+            .collect();
+        assert_to_scale(
+            "sbn dx",
+            &g.dx,
+            &dx,
+            norm_dx_scale(&dout, &gamma, &channels, 1e-5),
+        );
         assert_scaled("sbn dgamma", &g.dgamma, &dg);
         assert_scaled("sbn dbeta", &g.dbeta, &db);
     }
     let eps = val::<T>(1e-5);
     let (out, cache) = spatial::groupnorm_forward(x.view(), gamma.view(), beta.view(), groups, eps).unwrap();
-    assert_scaled("gn out", &out, &reference::spatial_groupnorm_forward(x.view(), gamma.view(), beta.view(), groups, eps));
+    assert_scaled(
+        "gn out",
+        &out,
+        &reference::spatial_groupnorm_forward(x.view(), gamma.view(), beta.view(), groups, eps),
+    );
     let g = spatial::groupnorm_backward(dout.view(), &cache).unwrap();
-    let (dx, dg, db) = reference::spatial_groupnorm_backward(dout.view(), x.view(), gamma.view(), groups, eps);
+    let (dx, dg, db) =
+        reference::spatial_groupnorm_backward(dout.view(), x.view(), gamma.view(), groups, eps);
     let sets: Vec<Vec<T>> = x
         .as_slice()
         .unwrap()
@@ -280,7 +401,11 @@ fn check_losses<T: Real>(n: usize, c: usize, scale: f64, labels: &[usize], raw: 
     let y: Vec<usize> = labels[..n].iter().map(|&l| l % c).collect();
     let (loss, dx) = loss::softmax_loss(x.view(), &y).unwrap();
     let (el, edx) = reference::softmax_loss(x.view(), &y);
-    assert_scaled("softmax loss", &Array1::from_elem(1, loss), &Array1::from_elem(1, el));
+    assert_scaled(
+        "softmax loss",
+        &Array1::from_elem(1, loss),
+        &Array1::from_elem(1, el),
+    );
     // dx = (p − onehot)/N: its terms have size 1/N, whatever cancels.
     assert_to_scale("softmax dx", &dx, &edx, 1.0 / n as f64);
     assert!(<T as reference::Real>::to_f64(loss).is_finite());
@@ -293,10 +418,17 @@ fn check_losses<T: Real>(n: usize, c: usize, scale: f64, labels: &[usize], raw: 
 fn check_optimizers<T: Real>(shape: &[usize], raw: &[f64]) {
     use optim::Optimizer;
     let w0 = arr::<T, _>(IxDyn(shape), raw, 0);
-    let grads: Vec<_> = (0..3).map(|s| arr::<T, _>(IxDyn(shape), raw, 17 * (s + 1))).collect();
+    let grads: Vec<_> = (0..3)
+        .map(|s| arr::<T, _>(IxDyn(shape), raw, 17 * (s + 1)))
+        .collect();
     let zeros = w0.mapv(|_| val::<T>(0.0));
 
-    let (mut w, mut sgd) = (w0.clone(), optim::Sgd { learning_rate: val::<T>(0.05) });
+    let (mut w, mut sgd) = (
+        w0.clone(),
+        optim::Sgd {
+            learning_rate: val::<T>(0.05),
+        },
+    );
     let mut rw = w0.clone();
     for g in &grads {
         sgd.update(w.view_mut(), g.view()).unwrap();
@@ -416,10 +548,30 @@ fn conv_larger_shapes_take_both_parallel_paths() {
     // dilation and asymmetric parameters; big enough for the parallel GEMM.
     let raw: Vec<f64> = (0..1009).map(|i| ((i * 37 % 211) as f64) / 105.0 - 1.0).collect();
     for n in [1, 9] {
-        let c = Conv { n, groups: 2, cg: 8, fg: 16, input: [17, 23], kernel: [3, 2], stride: [1, 2], pad: [2, 1], dilation: [2, 1] };
+        let c = Conv {
+            n,
+            groups: 2,
+            cg: 8,
+            fg: 16,
+            input: [17, 23],
+            kernel: [3, 2],
+            stride: [1, 2],
+            pad: [2, 1],
+            dilation: [2, 1],
+        };
         check_conv::<f32>(&c, &raw);
         check_conv::<f64>(&c, &raw);
     }
-    let c = Conv { n: 2, groups: 1, cg: 64, fg: 32, input: [12, 12], kernel: [1, 1], stride: [1, 1], pad: [0, 0], dilation: [1, 1] };
+    let c = Conv {
+        n: 2,
+        groups: 1,
+        cg: 64,
+        fg: 32,
+        input: [12, 12],
+        kernel: [1, 1],
+        stride: [1, 1],
+        pad: [0, 0],
+        dilation: [1, 1],
+    };
     check_conv::<f32>(&c, &raw);
 }

@@ -38,32 +38,59 @@ pub fn scaled_tolerance<T: Real>() -> f64 {
 /// Panics unless `|fast − expected| ≤ sum_tolerance(terms) · bound`
 /// element-wise (`bound` = the reference on absolute values).
 pub fn assert_within_sum_bound<T: Real>(what: &str, fast: &[T], expected: &[T], bound: &[T], terms: usize) {
-    assert_eq!(fast.len(), expected.len(), "{what}: expected {} elements, got {}", expected.len(), fast.len());
-    assert_eq!(bound.len(), expected.len(), "{what}: bound has {} elements", bound.len());
+    assert_eq!(
+        fast.len(),
+        expected.len(),
+        "{what}: expected {} elements, got {}",
+        expected.len(),
+        fast.len()
+    );
+    assert_eq!(
+        bound.len(),
+        expected.len(),
+        "{what}: bound has {} elements",
+        bound.len()
+    );
     let tol = sum_tolerance::<T>(terms);
     for (i, ((&f, &e), &b)) in fast.iter().zip(expected).zip(bound).enumerate() {
         let (f, e, b) = (f.to_f64(), e.to_f64(), b.to_f64());
         let allowed = tol * b + f64::MIN_POSITIVE;
         let same_nan = f.is_nan() && e.is_nan();
-        assert!(same_nan || (f - e).abs() <= allowed, "{what}[{i}]: fast {f} vs reference {e} (allowed ±{allowed:e})");
+        assert!(
+            same_nan || (f - e).abs() <= allowed,
+            "{what}[{i}]: fast {f} vs reference {e} (allowed ±{allowed:e})"
+        );
     }
 }
 
 /// Panics unless `|fast − expected| ≤ scaled_tolerance · max|expected|`
 /// element-wise (NaN must meet NaN).
 pub fn assert_close_scaled<T: Real>(what: &str, fast: &[T], expected: &[T]) {
-    let scale = expected.iter().map(|v| v.to_f64().abs()).filter(|v| v.is_finite()).fold(0.0, f64::max);
+    let scale = expected
+        .iter()
+        .map(|v| v.to_f64().abs())
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max);
     assert_close_to_scale(what, fast, expected, scale);
 }
 
 /// Panics unless `|fast − expected| ≤ scaled_tolerance · scale` element-wise
 /// (NaN must meet NaN).
 pub fn assert_close_to_scale<T: Real>(what: &str, fast: &[T], expected: &[T], scale: f64) {
-    assert_eq!(fast.len(), expected.len(), "{what}: expected {} elements, got {}", expected.len(), fast.len());
+    assert_eq!(
+        fast.len(),
+        expected.len(),
+        "{what}: expected {} elements, got {}",
+        expected.len(),
+        fast.len()
+    );
     let allowed = scaled_tolerance::<T>() * scale + f64::MIN_POSITIVE;
     for (i, (&f, &e)) in fast.iter().zip(expected).enumerate() {
         let (f, e) = (f.to_f64(), e.to_f64());
         let same = (f.is_nan() && e.is_nan()) || f == e;
-        assert!(same || (f - e).abs() <= allowed, "{what}[{i}]: fast {f} vs reference {e} (allowed ±{allowed:e})");
+        assert!(
+            same || (f - e).abs() <= allowed,
+            "{what}[{i}]: fast {f} vs reference {e} (allowed ±{allowed:e})"
+        );
     }
 }

@@ -38,7 +38,13 @@ pub fn flat<T: Copy, D: Dimension>(a: &Array<T, D>) -> Vec<T> {
 }
 
 /// Asserts the sum-of-products bound (see `reference::tolerance`).
-pub fn assert_sum<T: Real, D: Dimension>(what: &str, fast: &Array<T, D>, expected: &Array<T, D>, bound: &Array<T, D>, terms: usize) {
+pub fn assert_sum<T: Real, D: Dimension>(
+    what: &str,
+    fast: &Array<T, D>,
+    expected: &Array<T, D>,
+    bound: &Array<T, D>,
+    terms: usize,
+) {
     assert_eq!(fast.shape(), expected.shape(), "{what}: shape");
     reference::tolerance::assert_within_sum_bound(what, &flat(fast), &flat(expected), &flat(bound), terms);
 }
@@ -61,10 +67,19 @@ pub fn config(default: u32) -> Config {
 /// Runs `f` in rayon pools of 1, 2, 3 and 8 threads and asserts that all
 /// results are identical (compare bit patterns: see [`Bits`]).
 pub fn assert_deterministic<R: PartialEq + std::fmt::Debug + Send>(what: &str, f: impl Fn() -> R + Sync) {
-    let run = |threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(&f);
+    let run = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(&f)
+    };
     let first = run(1);
     for threads in [2, 3, 8] {
-        assert!(run(threads) == first, "{what}: {threads} threads differ from 1 thread");
+        assert!(
+            run(threads) == first,
+            "{what}: {threads} threads differ from 1 thread"
+        );
     }
 }
 
@@ -74,7 +89,12 @@ pub fn bits<D: Dimension>(a: &Array<f32, D>) -> Vec<u32> {
 }
 
 /// Asserts the scaled tolerance with an explicit scale.
-pub fn assert_to_scale<T: Real, D: Dimension>(what: &str, fast: &Array<T, D>, expected: &Array<T, D>, scale: f64) {
+pub fn assert_to_scale<T: Real, D: Dimension>(
+    what: &str,
+    fast: &Array<T, D>,
+    expected: &Array<T, D>,
+    scale: f64,
+) {
     assert_eq!(fast.shape(), expected.shape(), "{what}: shape");
     reference::tolerance::assert_close_to_scale(what, &flat(fast), &flat(expected), scale);
 }
