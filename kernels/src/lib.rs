@@ -19,6 +19,7 @@ mod gemm;
 mod geometry;
 mod im2col;
 mod pool;
+pub mod probe;
 
 pub use element::Element;
 pub use error::{checked_product, Error, Result};
