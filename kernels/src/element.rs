@@ -14,7 +14,7 @@ mod sealed {
 ///
 /// Its arithmetic and maths (`exp`, `sqrt`, `abs`, `is_nan`, ...) come from
 /// `ndarray::NdFloat` (through `num_traits::Float`).
-pub trait Element: sealed::Sealed + NdFloat + Sum {
+pub trait Element: sealed::Sealed + NdFloat + Sum + crate::gemm::kernel::HasKernels {
     /// 0.
     const ZERO: Self;
     /// 1.

@@ -18,12 +18,14 @@ mod error;
 mod gemm;
 mod geometry;
 mod im2col;
+mod isa;
 mod pool;
 pub mod probe;
 
 pub use element::Element;
 pub use error::{checked_product, Error, Result};
-pub use gemm::{gemm, gemm_serial};
+pub use gemm::{gemm, gemm_engine, gemm_serial};
 pub use geometry::Window2d;
 pub use im2col::{col2im, col2im_batch, im2col, im2col_batch};
+pub use isa::{selected as selected_isa, Isa};
 pub use pool::{avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward};

@@ -6,41 +6,7 @@
 /// (4 cycles × 2 units) on current x86 cores.
 const ACCUMULATORS: usize = 12;
 
-/// The instruction set the probe (and the fastest kernels) can use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Isa {
-    /// 512-bit vectors with FMA.
-    Avx512,
-    /// 256-bit vectors with FMA.
-    Avx2Fma,
-    /// Whatever the compiler makes of scalar code.
-    Scalar,
-}
-
-impl Isa {
-    /// The widest FMA instruction set this CPU supports.
-    pub fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                return Isa::Avx2Fma;
-            }
-        }
-        Isa::Scalar
-    }
-
-    /// f32 lanes per vector.
-    pub fn f32_lanes(self) -> usize {
-        match self {
-            Isa::Avx512 => 16,
-            Isa::Avx2Fma => 8,
-            Isa::Scalar => 1,
-        }
-    }
-}
+pub use crate::isa::Isa;
 
 /// Runs `iterations` rounds of [`ACCUMULATORS`] independent f32 FMAs on
 /// vectors of `isa` and returns the number of floating-point operations done

@@ -1,0 +1,142 @@
+//! The BLIS loops around the micro-kernel.
+//!
+//! ```text
+//! LOOP 5  jc: split n into NC-column blocks
+//!   LOOP 4  pc: split k into KC-deep blocks        (never split across threads)
+//!           pack B[pc.., jc..] into NR panels        (shared by all threads)
+//!           pack A[.., pc..]   into MR panels        (shared by all threads)
+//!     LOOP 3+2 (ic, jb) tasks, in parallel: MC rows × JB columns of C
+//!       LOOP 2  ir: MR panels of the task's rows
+//!         LOOP 1  jr: NR panels of the task's columns → micro-kernel
+//! ```
+//!
+//! The first KC block applies the caller's beta, the following ones beta = 1.
+//! Tiles sit on the global MR × NR grid whatever the task split, and every
+//! element sums its k in order, so results do not depend on the threads.
+
+use super::kernel::MicroKernel;
+use super::pack::{aligned, pack_a, pack_b};
+use crate::Element;
+use ndarray::{s, ArrayView2, ArrayViewMut2, Axis};
+use rayon::prelude::*;
+
+/// Splits `c` into a grid of `mc` × `jb` blocks (the last ones smaller),
+/// each with its row and column offset.
+fn grid<T>(c: ArrayViewMut2<'_, T>, mc: usize, jb: usize) -> Vec<(usize, usize, ArrayViewMut2<'_, T>)> {
+    let mut blocks = Vec::new();
+    let mut rest = c;
+    let mut row = 0;
+    while rest.nrows() > 0 {
+        let take = mc.min(rest.nrows());
+        let (mut band, tail) = rest.split_at(Axis(0), take);
+        rest = tail;
+        let mut col = 0;
+        while band.ncols() > 0 {
+            let width = jb.min(band.ncols());
+            let (block, right) = band.split_at(Axis(1), width);
+            band = right;
+            blocks.push((row, col, block));
+            col += width;
+        }
+        row += take;
+    }
+    blocks
+}
+
+/// A block length near `target` (a multiple of `unit`) that splits `len`
+/// into equal parts.
+fn balanced(len: usize, target: usize, unit: usize) -> usize {
+    let parts = len.div_ceil(target.max(unit));
+    len.div_ceil(parts).div_ceil(unit) * unit
+}
+
+/// Task block sizes (rows, columns) for an m × nc block of C: the kernel's
+/// MC × JB, evened out, and halved until there are about four tasks per
+/// thread. The grid only distributes work: tiles stay on the global MR × NR
+/// grid, so it never changes a result.
+fn task_blocks<T>(kern: &MicroKernel<T>, m: usize, nc: usize, threads: usize) -> (usize, usize) {
+    let mut mc = balanced(m, kern.mc, kern.mr);
+    let mut jb = balanced(nc, kern.jb, kern.nr);
+    let tasks = |mc: usize, jb: usize| m.div_ceil(mc) * nc.div_ceil(jb);
+    while threads > 1 && tasks(mc, jb) < 4 * threads && (jb > kern.nr || mc > kern.mr) {
+        if jb > kern.nr {
+            jb = balanced(nc, jb / 2, kern.nr);
+        } else {
+            mc = balanced(m, mc / 2, kern.mr);
+        }
+    }
+    (mc, jb)
+}
+
+/// `C ← alpha·A·B + beta·C` with m, n, k > 0 (checked by the caller).
+pub(crate) fn gemm_blocked<T: Element>(
+    kern: &MicroKernel<T>,
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    mut c: ArrayViewMut2<'_, T>,
+    parallel: bool,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let (mr, nr) = (kern.mr, kern.nr);
+    let kc_max = kern.kc.min(k);
+    let mut a_buf = Vec::new();
+    let mut b_buf = Vec::new();
+    let a_pack = aligned(&mut a_buf, m.div_ceil(mr) * mr * kc_max);
+    let b_pack = aligned(&mut b_buf, kern.nc.min(n).div_ceil(nr) * nr * kc_max);
+    for jc in (0..n).step_by(kern.nc) {
+        let nc = kern.nc.min(n - jc);
+        for pc in (0..k).step_by(kern.kc) {
+            let kc = kern.kc.min(k - pc);
+            let a_pack = &mut a_pack[..m.div_ceil(mr) * mr * kc];
+            let b_pack = &mut b_pack[..nc.div_ceil(nr) * nr * kc];
+            pack_b(b.slice(s![pc..pc + kc, jc..jc + nc]), nr, b_pack, parallel);
+            pack_a(a.slice(s![.., pc..pc + kc]), mr, a_pack, parallel);
+            let (a_pack, b_pack) = (&*a_pack, &*b_pack);
+            let beta = if pc == 0 { beta } else { T::ONE };
+            let task = |(row, col, mut block): (usize, usize, ArrayViewMut2<'_, T>)| {
+                let (rsc, csc) = (block.strides()[0], block.strides()[1]);
+                let base = block.as_mut_ptr();
+                // A micro-panel (MR·KC) stays in L1 while B micro-panels
+                // stream from L2: measured faster here than the reverse.
+                for i in (0..block.nrows()).step_by(mr) {
+                    for j in (0..block.ncols()).step_by(nr) {
+                        let a_panel = &a_pack[(row + i) / mr * mr * kc..][..mr * kc];
+                        let b_panel = &b_pack[(col + j) / nr * nr * kc..][..nr * kc];
+                        let (rows, cols) = (mr.min(block.nrows() - i), nr.min(block.ncols() - j));
+                        // SAFETY: the panels hold kc·MR and kc·NR values (sliced
+                        // above); (i, j) .. (i + rows, j + cols) lies inside
+                        // `block`, a unique borrow of C that aliases neither
+                        // packed buffer; the kernel was chosen for an
+                        // instruction set this CPU supports.
+                        unsafe {
+                            let tile = base.offset(i as isize * rsc + j as isize * csc);
+                            (kern.run)(
+                                kc,
+                                a_panel.as_ptr(),
+                                b_panel.as_ptr(),
+                                tile,
+                                rsc,
+                                csc,
+                                rows,
+                                cols,
+                                alpha,
+                                beta,
+                            );
+                        }
+                    }
+                }
+            };
+            let threads = if parallel { rayon::current_num_threads() } else { 1 };
+            let (mc, jb) = task_blocks(kern, m, nc, threads);
+            let blocks = grid(c.slice_mut(s![.., jc..jc + nc]), mc, jb);
+            if parallel && blocks.len() > 1 {
+                blocks.into_par_iter().for_each(task);
+            } else {
+                blocks.into_iter().for_each(task);
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The micro-kernel contract, the kernels available for each element type
+//! and instruction set, and the choice among them (once per process).
+//!
+//! A micro-kernel computes one MR×NR tile of C from a packed A micro-panel
+//! (kc steps of MR values) and a packed B micro-panel (kc steps of NR
+//! values):
+//!
+//! ```text
+//! C[i, j] ← alpha · Σ_p a[p·MR + i] · b[p·NR + j]  +  beta · C[i, j]     i < rows, j < cols
+//! ```
+//!
+//! The sum over p runs in order with one accumulator per element; the
+//! update is `(alpha·acc) + (beta·c)`, two products and a sum, each rounded
+//! (no fused multiply-add), the same in the vector and the scalar store
+//! paths. When `beta` is 0, C is only written, never read. An element's
+//! value therefore depends only on its row of A and column of B — not on
+//! where its tile lies or which thread computes it.
+//!
+//! # Tile sizes
+//! The register tile must hold MR×NR accumulators plus the NR/lanes B
+//! vectors and one broadcast A value: AVX2 has 16 ymm registers (6×16 f32:
+//! 12 accumulators), AVX-512 has 32 zmm (12×32 f32: 24 accumulators), so
+//! that each loaded B vector feeds MR FMAs and the FMA units, not the loads,
+//! bound the loop. KC is chosen so a B micro-panel (KC·NR) stays in the
+//! 48 KiB L1, MC so an A block (MC·KC) stays in L2.
+
+use crate::isa::Isa;
+use crate::Element;
+
+/// One micro-kernel (see the module docs).
+///
+/// # Safety
+/// `a` must point to `kc·mr` readable values, `b` to `kc·nr`, and `c` with
+/// strides (`rsc`, `csc`) must address a writable `rows × cols` tile with
+/// `rows ≤ mr`, `cols ≤ nr`, not aliasing `a` or `b`.
+pub type KernelFn<T> = unsafe fn(
+    kc: usize,
+    a: *const T,
+    b: *const T,
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+    rows: usize,
+    cols: usize,
+    alpha: T,
+    beta: T,
+);
+
+/// A micro-kernel with its tile and cache-block sizes.
+#[derive(Clone, Copy)]
+pub struct MicroKernel<T> {
+    /// Instruction set it needs.
+    pub isa: Isa,
+    /// Rows of the register tile.
+    pub mr: usize,
+    /// Columns of the register tile.
+    pub nr: usize,
+    /// Depth of a packed block (the KC loop).
+    pub kc: usize,
+    /// Rows of A per task (a multiple of `mr`).
+    pub mc: usize,
+    /// Columns of C per task (a multiple of `nr`).
+    pub jb: usize,
+    /// Columns of B packed at once (a multiple of `jb`).
+    pub nc: usize,
+    /// The kernel.
+    pub run: KernelFn<T>,
+}
+
+/// Picks the micro-kernel of an element type for an instruction set.
+pub trait HasKernels: Sized {
+    /// The best kernel usable with `isa` (falling back to narrower ones).
+    fn kernel(isa: Isa) -> MicroKernel<Self>;
+}
+
+macro_rules! generic {
+    ($t:ty, $mr:literal, $nr:literal) => {
+        MicroKernel {
+            isa: Isa::Scalar,
+            mr: $mr,
+            nr: $nr,
+            kc: 256,
+            mc: 64,
+            jb: 128,
+            nc: 4096,
+            run: super::kernel_generic::kernel::<$t, $mr, $nr>,
+        }
+    };
+}
+
+impl HasKernels for f32 {
+    fn kernel(isa: Isa) -> MicroKernel<f32> {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => MicroKernel {
+                isa,
+                mr: 12,
+                nr: 32,
+                kc: 256,
+                mc: 144,
+                jb: 256,
+                nc: 4096,
+                run: super::kernel_avx512::f32_12x32,
+            },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => MicroKernel {
+                isa,
+                mr: 6,
+                nr: 16,
+                kc: 256,
+                mc: 120,
+                jb: 256,
+                nc: 4096,
+                run: super::kernel_avx2::f32_6x16,
+            },
+            _ => generic!(f32, 4, 8),
+        }
+    }
+}
+
+impl HasKernels for f64 {
+    fn kernel(isa: Isa) -> MicroKernel<f64> {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => MicroKernel {
+                isa,
+                mr: 12,
+                nr: 16,
+                kc: 256,
+                mc: 144,
+                jb: 256,
+                nc: 4096,
+                run: super::kernel_avx512::f64_12x16,
+            },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => MicroKernel {
+                isa,
+                mr: 6,
+                nr: 8,
+                kc: 256,
+                mc: 120,
+                jb: 256,
+                nc: 4096,
+                run: super::kernel_avx2::f64_6x8,
+            },
+            _ => generic!(f64, 4, 4),
+        }
+    }
+}
+
+/// The kernel the GEMM uses for `T`: the process-wide choice of
+/// [`super::isa::selected`].
+pub(crate) fn selected<T: Element>() -> MicroKernel<T> {
+    T::kernel(crate::isa::selected())
+}

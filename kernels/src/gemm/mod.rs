@@ -1,0 +1,323 @@
+//! General matrix multiply `C ← alpha·A·B + beta·C` on strided views.
+//!
+//! The engine is patchwise's own BLIS-style blocked GEMM ([`blocked`]):
+//! packed A and B panels, SIMD micro-kernels chosen once per process
+//! ([`kernel`]; AVX-512, AVX2+FMA or portable), parallel over blocks of C
+//! on the current rayon pool. Every element of C is computed by the same
+//! sequence of operations whichever block or thread computes it, so results
+//! are bit-identical for any number of threads, and [`gemm_serial`] equals
+//! [`gemm`].
+//!
+//! `matrixmultiply` stays as a second backend (`PATCHWISE_GEMM=matrixmultiply`),
+//! called single-threaded inside fixed column blocks, and as the baseline of
+//! the benchmarks.
+
+mod blocked;
+pub(crate) mod kernel;
+mod kernel_avx2;
+mod kernel_avx512;
+mod kernel_generic;
+mod pack;
+mod simd_kernel;
+
+use simd_kernel::simd_kernel;
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+use crate::Element;
+use ndarray::{s, ArrayView2, ArrayViewMut2, Axis};
+use rayon::prelude::*;
+
+/// Products with fewer multiply-adds than this stay on the calling thread.
+const PARALLEL_MIN_FLOPS: usize = 1 << 18;
+/// Width (in columns of C, or rows when C is tall and narrow) of one
+/// matrixmultiply task.
+const BLOCK: usize = 128;
+
+fn check_shapes<T: Element>(
+    a: &ArrayView2<'_, T>,
+    b: &ArrayView2<'_, T>,
+    c: &ArrayViewMut2<'_, T>,
+) -> Result<()> {
+    let (m, k) = a.dim();
+    if b.nrows() != k {
+        return Err(Error::Shape {
+            arg: "b",
+            expected: format!("[{k}, _] (rows = a's columns)"),
+            actual: format!("{:?}", b.shape()),
+        });
+    }
+    if c.dim() != (m, b.ncols()) {
+        return Err(Error::shape("c", [m, b.ncols()], c.shape()));
+    }
+    Ok(())
+}
+
+fn check_scalars<T: Element>(alpha: T, beta: T) -> Result<()> {
+    if !alpha.is_finite() {
+        return Err(Error::parameter("alpha", "a finite number", alpha));
+    }
+    if !beta.is_finite() {
+        return Err(Error::parameter("beta", "a finite number", beta));
+    }
+    Ok(())
+}
+
+/// `C ← alpha·A·B + beta·C` with A (M, K), B (K, N), C (M, N), any strides
+/// (including negative ones and non-contiguous views), in parallel on the
+/// current rayon pool when the product is large enough.
+///
+/// As in BLAS, when `beta` is 0, C is only written, never read (a NaN in C
+/// does not propagate). With K = 0 the result is `beta·C`.
+///
+/// # Errors
+/// [`Error::Shape`] if the shapes do not chain, [`Error::Parameter`] if
+/// alpha or beta is not finite.
+///
+/// ```
+/// use ndarray::array;
+/// let a = array![[1.0f32, 2.0], [3.0, 4.0]];
+/// let b = array![[5.0f32, 6.0], [7.0, 8.0]];
+/// let mut c = array![[1.0f32, 1.0], [1.0, 1.0]];
+/// patchwise_kernels::gemm(2.0, a.view(), b.view(), -1.0, c.view_mut()).unwrap();
+/// assert_eq!(c, array![[37.0, 43.0], [85.0, 99.0]]);
+/// ```
+pub fn gemm<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    mut c: ArrayViewMut2<'_, T>,
+) -> Result<()> {
+    check_shapes(&a, &b, &c)?;
+    check_scalars(alpha, beta)?;
+    product(alpha, a, b, beta, c.view_mut(), true);
+    Ok(())
+}
+
+/// [`gemm`] on the calling thread only: for callers that are already
+/// parallel (one task per image), so that threads are never nested. Gives
+/// bit-identical results to [`gemm`].
+///
+/// # Errors
+/// As [`gemm`].
+pub fn gemm_serial<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    mut c: ArrayViewMut2<'_, T>,
+) -> Result<()> {
+    check_shapes(&a, &b, &c)?;
+    check_scalars(alpha, beta)?;
+    product(alpha, a, b, beta, c.view_mut(), false);
+    Ok(())
+}
+
+/// The GEMM engine in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    /// patchwise's blocked GEMM with the selected micro-kernels.
+    Patchwise,
+    /// `matrixmultiply`, in fixed-size column blocks.
+    MatrixMultiply,
+}
+
+/// The backend, chosen once per process from `PATCHWISE_GEMM`.
+fn backend() -> Backend {
+    static BACKEND: OnceLock<Backend> = OnceLock::new();
+    *BACKEND.get_or_init(|| match std::env::var("PATCHWISE_GEMM").as_deref() {
+        Ok("matrixmultiply") => Backend::MatrixMultiply,
+        Ok("patchwise") | Err(_) => Backend::Patchwise,
+        Ok(other) => {
+            eprintln!(
+                "patchwise: PATCHWISE_GEMM={other:?} is not 'patchwise' or 'matrixmultiply'; using patchwise"
+            );
+            Backend::Patchwise
+        }
+    })
+}
+
+/// Names the engine and micro-kernel in use, e.g. `patchwise avx512 f32 12x32`.
+pub fn gemm_engine<T: Element>() -> String {
+    match backend() {
+        Backend::MatrixMultiply => "matrixmultiply".into(),
+        Backend::Patchwise => {
+            let k = kernel::selected::<T>();
+            format!("patchwise {} {}x{}", k.isa.name(), k.mr, k.nr)
+        }
+    }
+}
+
+/// The product on checked shapes; `parallel` allows the current pool.
+fn product<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    mut c: ArrayViewMut2<'_, T>,
+    parallel: bool,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if beta == T::ZERO {
+            c.fill(T::ZERO);
+        } else {
+            c.mapv_inplace(|v| beta * v);
+        }
+        return;
+    }
+    let flops = m.saturating_mul(n).saturating_mul(k);
+    let parallel = parallel && flops >= PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1;
+    match backend() {
+        Backend::Patchwise => blocked::gemm_blocked(&kernel::selected::<T>(), alpha, a, b, beta, c, parallel),
+        Backend::MatrixMultiply if !parallel => kernel(alpha, &a, &b, beta, &mut c),
+        Backend::MatrixMultiply if n >= m => {
+            c.axis_chunks_iter_mut(Axis(1), BLOCK)
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(j, mut c)| {
+                    let b = b.slice(s![.., j * BLOCK..j * BLOCK + c.ncols()]);
+                    kernel(alpha, &a, &b, beta, &mut c);
+                });
+        }
+        Backend::MatrixMultiply => {
+            c.axis_chunks_iter_mut(Axis(0), BLOCK)
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(i, mut c)| {
+                    let a = a.slice(s![i * BLOCK..i * BLOCK + c.nrows(), ..]);
+                    kernel(alpha, &a, &b, beta, &mut c);
+                });
+        }
+    }
+}
+
+/// matrixmultiply's single-threaded product on checked shapes.
+fn kernel<T: Element>(
+    alpha: T,
+    a: &ArrayView2<'_, T>,
+    b: &ArrayView2<'_, T>,
+    beta: T,
+    c: &mut ArrayViewMut2<'_, T>,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if beta == T::ZERO {
+            c.fill(T::ZERO);
+        } else {
+            c.mapv_inplace(|v| beta * v);
+        }
+        return;
+    }
+    let (sa, sb) = (a.strides(), b.strides());
+    let sc = [c.strides()[0], c.strides()[1]];
+    // SAFETY: the views come from ndarray, so each pointer with its strides
+    // addresses exactly the m×k, k×n and m×n elements checked above; `c` is a
+    // unique borrow, so it cannot alias `a` or `b`. `as_ptr` of a view points
+    // at its logical element [0, 0], which is what matrixmultiply expects
+    // for any (also negative) strides.
+    unsafe {
+        T::matrixmultiply_gemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            sa[0],
+            sa[1],
+            b.as_ptr(),
+            sb[0],
+            sb[1],
+            beta,
+            c.as_mut_ptr(),
+            sc[0],
+            sc[1],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every micro-kernel this CPU supports, whatever `PATCHWISE_FORCE_ISA`
+    //! says, against the reference: edge tiles, several KC blocks, strided
+    //! and transposed operands, alpha and beta.
+
+    use super::blocked::gemm_blocked;
+    use crate::{Element, Isa};
+    use ndarray::{Array2, ShapeBuilder};
+    use patchwise_reference as reference;
+    use proptest::prelude::*;
+
+    fn check<T: Element + reference::Real>(
+        isa: Isa,
+        (m, k, n): (usize, usize, usize),
+        t: [bool; 3],
+        alpha: f64,
+        beta: f64,
+        parallel: bool,
+    ) {
+        let make = |rows: usize, cols: usize, seed: u64, transposed: bool| -> Array2<T> {
+            let shape = (rows, cols).set_f(transposed);
+            let mut i = 0;
+            Array2::from_shape_simple_fn(shape, || {
+                i += 1;
+                <T as Element>::from_f64(reference::dropout_uniform(seed, i) - 0.5)
+            })
+        };
+        let (a, b, c0) = (make(m, k, 1, t[0]), make(k, n, 2, t[1]), make(m, n, 3, t[2]));
+        let (alpha, beta) = (<T as Element>::from_f64(alpha), <T as Element>::from_f64(beta));
+        let expected = reference::gemm(alpha, a.view(), b.view(), beta, c0.view());
+        let abs = |x: &Array2<T>| x.mapv(|v| reference::Real::abs(v));
+        let bound = reference::gemm(
+            reference::Real::abs(alpha),
+            abs(&a).view(),
+            abs(&b).view(),
+            reference::Real::abs(beta),
+            abs(&c0).view(),
+        );
+        let mut c = c0.clone();
+        gemm_blocked(
+            &T::kernel(isa),
+            alpha,
+            a.view(),
+            b.view(),
+            beta,
+            c.view_mut(),
+            parallel,
+        );
+        let flat = |x: &Array2<T>| x.iter().copied().collect::<Vec<T>>();
+        reference::tolerance::assert_within_sum_bound(
+            &format!("{isa:?}"),
+            &flat(&c),
+            &flat(&expected),
+            &flat(&bound),
+            k,
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn every_kernel_matches_the_reference(
+            m in 1usize..40, k in 1usize..300, n in 1usize..70,
+            t in [any::<bool>(), any::<bool>(), any::<bool>()],
+            alpha in prop::sample::select(vec![1.0, -0.75]),
+            beta in prop::sample::select(vec![0.0, 1.0, 0.5]),
+            parallel in any::<bool>(),
+        ) {
+            for isa in Isa::supported() {
+                check::<f32>(isa, (m, k, n), t, alpha, beta, parallel);
+                check::<f64>(isa, (m, k, n), t, alpha, beta, parallel);
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Packing: copying blocks of A and B into the micro-panel layouts the
+//! micro-kernels read contiguously, zero-padded to whole panels.
+//!
+//! * A (m × kc) → ⌈m/MR⌉ panels; panel r holds rows r·MR.., step p at
+//!   `[p·MR + i]`.
+//! * B (kc × nc) → ⌈nc/NR⌉ panels; panel s holds columns s·NR.., step p at
+//!   `[p·NR + j]`.
+//!
+//! Reads go through ndarray views, so any strides work; the one `unsafe`
+//! skips a bounds check the loop bounds already guarantee.
+
+use crate::Element;
+use ndarray::{ArrayView2, Axis};
+use rayon::prelude::*;
+
+/// The widest panel (MR or NR) the gather path handles.
+const MAX_PANEL: usize = 32;
+
+/// Panels at most this large (in elements) are packed on the calling thread.
+const PARALLEL_MIN: usize = 1 << 15;
+
+/// A buffer of at least `len` elements starting on a 64-byte boundary.
+pub(crate) fn aligned<T: Element>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    let slack = 64 / std::mem::size_of::<T>();
+    if buf.len() < len + slack {
+        buf.resize(len + slack, T::ZERO);
+    }
+    let offset = buf.as_ptr().align_offset(64).min(slack);
+    &mut buf[offset..offset + len]
+}
+
+/// Writes `src` to every `stride`-th element of `dst` (a strided scatter).
+fn scatter<'a, T: Element>(dst: &mut [T], stride: usize, src: impl Iterator<Item = &'a T>) {
+    for (d, &v) in dst.iter_mut().step_by(stride).zip(src) {
+        *d = v;
+    }
+}
+
+/// Packs one panel of `block` (at most `width` lines along `axis` 0 of the
+/// panel's own orientation): `dst[p·width + i] = line_i[p]`, zeros past the
+/// last line. `lines` are the rows of an A block or the columns of a B block.
+fn pack_panel<T: Element>(lines: ArrayView2<'_, T>, width: usize, dst: &mut [T]) {
+    let (count, depth) = lines.dim();
+    if lines.strides()[0] == 1 && count > 1 {
+        // The lines are interleaved in memory: copy one step p at a time.
+        for (p, step) in lines.axis_iter(Axis(1)).enumerate() {
+            let out = &mut dst[p * width..(p + 1) * width];
+            match step.as_slice() {
+                Some(src) => out[..count].copy_from_slice(src),
+                None => out.iter_mut().zip(step.iter()).for_each(|(d, &v)| *d = v),
+            }
+            out[count..].fill(T::ZERO);
+        }
+    } else if count <= MAX_PANEL && lines.strides()[1] == 1 {
+        // Contiguous lines: gather step p from each line, write contiguously.
+        let mut src: [&[T]; MAX_PANEL] = [&[]; MAX_PANEL];
+        for (slot, line) in src.iter_mut().zip(lines.axis_iter(Axis(0))) {
+            *slot = line.to_slice().expect("unit stride");
+        }
+        let src = &src[..count];
+        for (p, out) in dst.chunks_exact_mut(width).enumerate().take(depth) {
+            for (o, line) in out.iter_mut().zip(src) {
+                // SAFETY: every line is a row of `lines`, `depth` long, and
+                // p < depth.
+                *o = unsafe { *line.get_unchecked(p) };
+            }
+            out[count..].fill(T::ZERO);
+        }
+    } else {
+        for (i, line) in lines.axis_iter(Axis(0)).enumerate() {
+            scatter(&mut dst[i..], width, line.iter());
+        }
+        for i in count..width {
+            for p in 0..depth {
+                dst[p * width + i] = T::ZERO;
+            }
+        }
+    }
+}
+
+/// Packs the rows of `a` (m × kc) into MR-row panels in `out`
+/// (⌈m/MR⌉·MR·kc elements).
+pub(crate) fn pack_a<T: Element>(a: ArrayView2<'_, T>, mr: usize, out: &mut [T], parallel: bool) {
+    let kc = a.ncols();
+    let panel = |(r, dst): (usize, &mut [T])| {
+        let rows = a.slice(ndarray::s![r * mr..((r + 1) * mr).min(a.nrows()), ..]);
+        pack_panel(rows, mr, dst);
+    };
+    if parallel && out.len() > PARALLEL_MIN {
+        out.par_chunks_mut(mr * kc).enumerate().for_each(panel);
+    } else {
+        out.chunks_mut(mr * kc).enumerate().for_each(panel);
+    }
+}
+
+/// Packs the columns of `b` (kc × nc) into NR-column panels in `out`
+/// (⌈nc/NR⌉·NR·kc elements).
+pub(crate) fn pack_b<T: Element>(b: ArrayView2<'_, T>, nr: usize, out: &mut [T], parallel: bool) {
+    let kc = b.nrows();
+    let panel = |(s, dst): (usize, &mut [T])| {
+        let cols = b.slice(ndarray::s![.., s * nr..((s + 1) * nr).min(b.ncols())]);
+        pack_panel(cols.reversed_axes(), nr, dst);
+    };
+    if parallel && out.len() > PARALLEL_MIN {
+        out.par_chunks_mut(nr * kc).enumerate().for_each(panel);
+    } else {
+        out.chunks_mut(nr * kc).enumerate().for_each(panel);
+    }
+}

@@ -1,0 +1,90 @@
+//! The one body of every SIMD micro-kernel, written once and instantiated
+//! per instruction set and element type (as matrixmultiply does): the ISA
+//! files only name the vector type and intrinsics.
+
+/// Defines `unsafe fn $name` with the [`super::kernel::KernelFn`] signature,
+/// compiled with `#[target_feature(enable = $feature)]`: an `$mr` × (`$nv`
+/// vectors of `$lanes`) register tile.
+macro_rules! simd_kernel {
+    (
+        $(#[$doc:meta])* $name:ident, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
+        $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident, $mul:ident, $add:ident
+    ) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// As [`super::kernel::KernelFn`], and the CPU must support the
+        /// target features.
+        #[target_feature(enable = $feature)]
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn $name(
+            kc: usize,
+            a: *const $t,
+            b: *const $t,
+            c: *mut $t,
+            rsc: isize,
+            csc: isize,
+            rows: usize,
+            cols: usize,
+            alpha: $t,
+            beta: $t,
+        ) {
+            const NR: usize = $lanes * $nv;
+            let mut acc: [[$vec; $nv]; $mr] = [[$zero(); $nv]; $mr];
+            for p in 0..kc {
+                // SAFETY: p < kc, and the caller guarantees kc·MR values at
+                // `a` and kc·NR at `b`.
+                unsafe {
+                    let ap = a.add(p * $mr);
+                    let bp = b.add(p * NR);
+                    let mut bv: [$vec; $nv] = [$zero(); $nv];
+                    for (v, slot) in bv.iter_mut().enumerate() {
+                        *slot = $load(bp.add(v * $lanes));
+                    }
+                    for (i, row) in acc.iter_mut().enumerate() {
+                        let ai = $set1(*ap.add(i));
+                        for (v, slot) in row.iter_mut().enumerate() {
+                            *slot = $fmadd(ai, bv[v], *slot);
+                        }
+                    }
+                }
+            }
+            let alpha_v = $set1(alpha);
+            let beta_v = $set1(beta);
+            if rows == $mr && cols == NR && csc == 1 {
+                for (i, row) in acc.iter().enumerate() {
+                    for (v, &value) in row.iter().enumerate() {
+                        // SAFETY: a full tile with unit column stride: row i,
+                        // lanes v·L .. (v+1)·L are inside it.
+                        unsafe {
+                            let p = c.offset(i as isize * rsc).add(v * $lanes);
+                            let ab = $mul(alpha_v, value);
+                            let out = if beta == 0.0 { ab } else { $add(ab, $mul(beta_v, $load(p))) };
+                            $store(p, out);
+                        }
+                    }
+                }
+            } else {
+                let mut tile = [0.0 as $t; $mr * NR];
+                for (i, row) in acc.iter().enumerate() {
+                    for (v, &value) in row.iter().enumerate() {
+                        // SAFETY: tile holds MR·NR values; i·NR + v·L + L ≤ MR·NR.
+                        unsafe { $store(tile.as_mut_ptr().add(i * NR + v * $lanes), value) };
+                    }
+                }
+                for i in 0..rows {
+                    for j in 0..cols {
+                        // SAFETY: (i, j) lies in the caller's rows × cols tile.
+                        unsafe {
+                            let p = c.offset(i as isize * rsc + j as isize * csc);
+                            let ab = alpha * tile[i * NR + j];
+                            *p = if beta == 0.0 { ab } else { ab + beta * *p };
+                        }
+                    }
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use simd_kernel;

@@ -1,0 +1,87 @@
+//! Instruction sets: what the CPU has, and which one the kernels use.
+//!
+//! The choice is made once per process: the widest set the CPU supports,
+//! unless the environment variable `PATCHWISE_FORCE_ISA` names another
+//! (`scalar`, `avx2`, `avx512`), so that the whole test suite can run once
+//! per kernel path on one machine. A forced set the CPU lacks falls back to
+//! the widest one it has (with a warning on stderr); an unknown value too.
+
+use std::sync::OnceLock;
+
+/// An instruction set with fused multiply-add.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Portable code (whatever the compiler makes of it).
+    Scalar,
+    /// 256-bit vectors with FMA (x86-64 AVX2 + FMA).
+    Avx2Fma,
+    /// 512-bit vectors (x86-64 AVX-512F).
+    Avx512,
+}
+
+impl Isa {
+    /// The widest set this CPU supports.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Isa::Avx2Fma;
+            }
+        }
+        Isa::Scalar
+    }
+
+    /// Every set this CPU supports, narrowest first.
+    pub fn supported() -> Vec<Isa> {
+        [Isa::Scalar, Isa::Avx2Fma, Isa::Avx512]
+            .into_iter()
+            .filter(|&i| i <= Self::detect())
+            .collect()
+    }
+
+    /// f32 lanes per vector.
+    pub fn f32_lanes(self) -> usize {
+        match self {
+            Isa::Avx512 => 16,
+            Isa::Avx2Fma => 8,
+            Isa::Scalar => 1,
+        }
+    }
+
+    /// The name `PATCHWISE_FORCE_ISA` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2Fma => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+}
+
+/// The set the kernels use in this process (see the module docs).
+pub fn selected() -> Isa {
+    static SELECTED: OnceLock<Isa> = OnceLock::new();
+    *SELECTED.get_or_init(|| {
+        let best = Isa::detect();
+        let Ok(forced) = std::env::var("PATCHWISE_FORCE_ISA") else {
+            return best;
+        };
+        match [Isa::Scalar, Isa::Avx2Fma, Isa::Avx512]
+            .into_iter()
+            .find(|i| i.name() == forced)
+        {
+            Some(isa) if isa <= best => isa,
+            _ => {
+                eprintln!(
+                    "patchwise: PATCHWISE_FORCE_ISA={forced:?} is not one of this CPU's {:?}; using {}",
+                    Isa::supported().iter().map(|i| i.name()).collect::<Vec<_>>(),
+                    best.name()
+                );
+                best
+            }
+        }
+    })
+}
