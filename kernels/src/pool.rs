@@ -17,6 +17,27 @@ use rayon::prelude::*;
 /// Planes whose total work is below this many elements run on one thread.
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 14;
 
+/// For each output position along one axis, the real (unpadded) input
+/// coordinates its window covers: `start..start + len` (pooling windows are
+/// dense, so these are consecutive). Computed once per call, shared by all
+/// planes, so the inner loops need no bounds logic.
+fn window_spans(geom: &Window2d, axis: usize) -> Vec<(usize, usize)> {
+    let outputs = geom.output()[axis];
+    (0..outputs)
+        .map(|o| {
+            let taps = (0..geom.kernel()[axis]).filter_map(|t| geom.source(axis, o, t));
+            let (mut first, mut len) = (0, 0);
+            for (k, pos) in taps.enumerate() {
+                if k == 0 {
+                    first = pos;
+                }
+                len += 1;
+            }
+            (first, len)
+        })
+        .collect()
+}
+
 fn plane_counts(planes: usize, geom: &Window2d) -> Result<(usize, usize)> {
     checked_product("pool input elements", &[planes, geom.input_len()])?;
     checked_product("pool output elements", &[planes, geom.output_len()])?;
@@ -86,35 +107,65 @@ pub fn max_pool2d_forward<T: Element>(
     check_len("x", x.len(), planes * in_len)?;
     check_len("out", out.len(), planes * out_len)?;
     check_len("argmax", argmax.len(), planes * out_len)?;
+    let (rows, cols) = (window_spans(geom, 0), window_spans(geom, 1));
+    let width = geom.input()[1];
+    let plane = match geom.kernel() {
+        [2, 2] => max_plane::<T, 2, 2>,
+        [3, 3] => max_plane::<T, 3, 3>,
+        _ => max_plane::<T, 0, 0>,
+    };
     for_each_plane(x, in_len, out, argmax, out_len, |x, out, arg| {
-        max_plane(x, geom, out, arg)
+        plane(x, width, &rows, &cols, out, arg)
     });
     Ok(())
 }
 
-fn max_plane<T: Element>(x: &[T], geom: &Window2d, out: &mut [T], argmax: &mut [u32]) {
-    let [_, w] = geom.input();
-    let [kh, kw] = geom.kernel();
-    let [oh, ow] = geom.output();
-    for y in 0..oh {
-        for xo in 0..ow {
-            let mut best = usize::MAX;
-            let mut best_value = T::ZERO;
-            for i in 0..kh {
-                let Some(sy) = geom.source(0, y, i) else { continue };
-                for j in 0..kw {
-                    let Some(sx) = geom.source(1, xo, j) else { continue };
-                    let idx = sy * w + sx;
-                    let v = x[idx];
-                    // First maximum wins ties; the first NaN beats everything.
-                    if best == usize::MAX || (!best_value.is_nan() && (v > best_value || v.is_nan())) {
-                        best = idx;
-                        best_value = v;
-                    }
-                }
-            }
-            out[y * ow + xo] = best_value;
-            argmax[y * ow + xo] = best as u32;
+/// The maximum of the window rows `y0..y0 + ny`, columns `x0..x0 + nx` of a
+/// plane, and its index: the first maximum in row-major order, or the first
+/// NaN (v > NaN is false, so a NaN best is never replaced). Branch-free, as
+/// random data would mispredict every other comparison.
+#[inline(always)]
+fn window_max<T: Element>(
+    x: &[T],
+    width: usize,
+    (y0, ny): (usize, usize),
+    (x0, nx): (usize, usize),
+) -> (T, usize) {
+    let mut best = y0 * width + x0;
+    let mut best_value = x[best];
+    for yy in y0..y0 + ny {
+        let line = &x[yy * width + x0..yy * width + x0 + nx];
+        for (xx, &v) in line.iter().enumerate() {
+            let take = (v > best_value) | (v.is_nan() & !best_value.is_nan());
+            best_value = if take { v } else { best_value };
+            best = if take { yy * width + x0 + xx } else { best };
+        }
+    }
+    (best_value, best)
+}
+
+/// Max pooling of one plane. `KH × KW` > 0 names the window size at compile
+/// time, so full (interior) windows get fully unrolled loops; 0 × 0 is the
+/// general path.
+fn max_plane<T: Element, const KH: usize, const KW: usize>(
+    x: &[T],
+    width: usize,
+    rows: &[(usize, usize)],
+    cols: &[(usize, usize)],
+    out: &mut [T],
+    argmax: &mut [u32],
+) {
+    let mut k = 0;
+    for &(y0, ny) in rows {
+        for &(x0, nx) in cols {
+            let (value, index) = if KH > 0 && ny == KH && nx == KW {
+                window_max(x, width, (y0, KH), (x0, KW))
+            } else {
+                window_max(x, width, (y0, ny), (x0, nx))
+            };
+            out[k] = value;
+            argmax[k] = index as u32;
+            k += 1;
         }
     }
 }
@@ -164,19 +215,14 @@ pub fn max_pool2d_backward<T: Element>(
     Ok(())
 }
 
-/// The divisor of window (y, x): KH·KW when the padding counts, else the
-/// number of real pixels in it (never 0 for a pooling geometry).
-fn divisor(geom: &Window2d, y: usize, x: usize, count_include_pad: bool) -> usize {
+/// The divisor of a window with `real` unpadded pixels: KH·KW when the
+/// padding counts, else `real` (never 0 for a pooling geometry).
+fn divisor(geom: &Window2d, real: usize, count_include_pad: bool) -> usize {
     if count_include_pad {
-        return geom.kernel_len();
+        geom.kernel_len()
+    } else {
+        real
     }
-    let rows = (0..geom.kernel()[0])
-        .filter(|&i| geom.source(0, y, i).is_some())
-        .count();
-    let cols = (0..geom.kernel()[1])
-        .filter(|&j| geom.source(1, x, j).is_some())
-        .count();
-    rows * cols
 }
 
 /// Average-pooling forward pass: each window's sum of real pixels divided by
@@ -194,23 +240,21 @@ pub fn avg_pool2d_forward<T: Element>(
     let (in_len, out_len) = plane_counts(planes, geom)?;
     check_len("x", x.len(), planes * in_len)?;
     check_len("out", out.len(), planes * out_len)?;
-    let [_, w] = geom.input();
-    let [oh, ow] = geom.output();
-    let [kh, kw] = geom.kernel();
+    let (rows, cols) = (window_spans(geom, 0), window_spans(geom, 1));
+    let width = geom.input()[1];
     let mut no_aux = vec![(); out.len()];
     for_each_plane(x, in_len, out, &mut no_aux, out_len, |x, out, _| {
-        for y in 0..oh {
-            for xo in 0..ow {
+        let mut k = 0;
+        for &(y0, ny) in &rows {
+            for &(x0, nx) in &cols {
                 let mut sum = T::ZERO;
-                for i in 0..kh {
-                    let Some(sy) = geom.source(0, y, i) else { continue };
-                    for j in 0..kw {
-                        if let Some(sx) = geom.source(1, xo, j) {
-                            sum += x[sy * w + sx];
-                        }
+                for yy in y0..y0 + ny {
+                    for &v in &x[yy * width + x0..yy * width + x0 + nx] {
+                        sum += v;
                     }
                 }
-                out[y * ow + xo] = sum / T::from_usize(divisor(geom, y, xo, count_include_pad));
+                out[k] = sum / T::from_usize(divisor(geom, ny * nx, count_include_pad));
+                k += 1;
             }
         }
     });
@@ -233,23 +277,21 @@ pub fn avg_pool2d_backward<T: Element>(
     check_len("dout", dout.len(), planes * out_len)?;
     check_len("dx", dx.len(), planes * in_len)?;
     dx.fill(T::ZERO);
-    let [_, w] = geom.input();
-    let [oh, ow] = geom.output();
-    let [kh, kw] = geom.kernel();
+    let (rows, cols) = (window_spans(geom, 0), window_spans(geom, 1));
+    let width = geom.input()[1];
     let mut no_aux = vec![(); dx.len()];
     // Parallel over planes of dx (the output of this pass).
     for_each_plane(dout, out_len, dx, &mut no_aux, in_len, |dout, dx, _| {
-        for y in 0..oh {
-            for xo in 0..ow {
-                let share = dout[y * ow + xo] / T::from_usize(divisor(geom, y, xo, count_include_pad));
-                for i in 0..kh {
-                    let Some(sy) = geom.source(0, y, i) else { continue };
-                    for j in 0..kw {
-                        if let Some(sx) = geom.source(1, xo, j) {
-                            dx[sy * w + sx] += share;
-                        }
+        let mut k = 0;
+        for &(y0, ny) in &rows {
+            for &(x0, nx) in &cols {
+                let share = dout[k] / T::from_usize(divisor(geom, ny * nx, count_include_pad));
+                for yy in y0..y0 + ny {
+                    for v in &mut dx[yy * width + x0..yy * width + x0 + nx] {
+                        *v += share;
                     }
                 }
+                k += 1;
             }
         }
     });
