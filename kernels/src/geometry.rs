@@ -9,6 +9,12 @@ use crate::error::{checked_product, Error, Result};
 ///
 /// Output length per axis:
 /// `out = (input + 2·pad − (dilation·(kernel − 1) + 1)) / stride + 1` (floor).
+///
+/// Padding may reach the larger of the input and the kernel size per axis,
+/// no further: beyond that it only adds outputs that see nothing but zeros,
+/// and a claimed padding could make the output arbitrarily large. With that
+/// rule the output is at most 3× the larger of input and kernel per axis, so
+/// its size is bounded by the real arrays', never by a number merely claimed.
 /// Output position `o` with kernel tap `t` reads input coordinate
 /// `o·stride + t·dilation − pad` (padding when outside `0..input`).
 ///
@@ -40,9 +46,10 @@ fn positive(arg: &'static str, v: usize) -> Result<()> {
 }
 
 impl Window2d {
-    /// Validates a geometry: stride, dilation and kernel > 0, the dilated
-    /// kernel no larger than the padded input, and every size (padded input,
-    /// output, output·kernel elements) representable in `usize`.
+    /// Validates a geometry: stride, dilation and kernel > 0, padding at most
+    /// `max(input, kernel)` per axis, the dilated kernel no larger than the
+    /// padded input, and every size (padded input, output, output·kernel
+    /// elements) representable in `usize`.
     pub fn new(
         input: [usize; 2],
         kernel: [usize; 2],
@@ -55,6 +62,14 @@ impl Window2d {
             positive(["stride_h", "stride_w"][axis], stride[axis])?;
             positive(["dilation_h", "dilation_w"][axis], dilation[axis])?;
             positive(["kernel_h", "kernel_w"][axis], kernel[axis])?;
+            let pad_limit = input[axis].max(kernel[axis]);
+            if pad[axis] > pad_limit {
+                return Err(Error::parameter(
+                    ["pad_h", "pad_w"][axis],
+                    format!("<= max(input, kernel) = {pad_limit}"),
+                    pad[axis],
+                ));
+            }
             let overflow = Error::Overflow {
                 what: "window extent",
             };

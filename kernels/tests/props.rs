@@ -72,6 +72,10 @@ impl Geometry {
             groups: 1,
         }
     }
+    /// Padding at most max(input, kernel) per axis.
+    fn pad_ok(&self) -> bool {
+        (0..2).all(|a| self.pad[a] <= self.input[a].max(self.kernel[a]))
+    }
     fn fits(&self) -> bool {
         (0..2).all(|a| self.dilation[a] * (self.kernel[a] - 1) < self.input[a] + 2 * self.pad[a])
     }
@@ -84,10 +88,19 @@ fn check_im2col<T: Real>(g: &Geometry, raw: &[f64]) {
         ..
     } = *g;
     let geom = match g.window() {
-        Ok(geom) => geom,
+        Ok(geom) => {
+            assert!(g.pad_ok() && g.fits(), "invalid geometry accepted: {g:?}");
+            geom
+        }
         Err(e) => {
-            assert!(!g.fits(), "valid geometry rejected: {e}");
-            assert!(matches!(e, Error::WindowTooLarge { .. }), "{e}");
+            match e {
+                Error::Parameter {
+                    arg: "pad_h" | "pad_w",
+                    ..
+                } => assert!(!g.pad_ok(), "{e}"),
+                Error::WindowTooLarge { .. } => assert!(!g.fits(), "{e}"),
+                e => panic!("unexpected error {e} for {g:?}"),
+            }
             return;
         }
     };
@@ -421,6 +434,14 @@ fn bad_geometry_is_an_error() {
         Window2d::new([8, 8], [usize::MAX, 1], [1, 1], [0, 0], [2, 1]),
         Err(Error::Overflow { .. })
     ));
+    // Padding beyond both the input and the kernel.
+    assert_eq!(
+        Window2d::new([3, 3], [2, 2], [1, 1], [4, 0], [1, 1])
+            .unwrap_err()
+            .to_string(),
+        "pad_h: expected <= max(input, kernel) = 3, got 4"
+    );
+    assert!(Window2d::new([3, 3], [2, 5], [1, 1], [3, 5], [1, 1]).is_ok());
     // Pooling: padding beyond half the window, empty input.
     assert!(matches!(
         Window2d::pooling([4, 4], [2, 2], [1, 1], [0, 2]),
