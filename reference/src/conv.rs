@@ -83,6 +83,16 @@ fn source(o: usize, tap: usize, stride: usize, pad: usize, dilation: usize, len:
     (pos < len).then_some(pos)
 }
 
+/// x̃: the pixel, or an explicit zero in the padding. The zero takes part in
+/// the arithmetic (0 · ∞ = NaN, as IEEE evaluation of the formula gives), so
+/// that an infinite weight meets the padding exactly as in im2col + GEMM.
+fn padded<T: Real>(x: &ArrayView4<'_, T>, [n, c]: [usize; 2], hy: Option<usize>, wx: Option<usize>) -> T {
+    match (hy, wx) {
+        (Some(hy), Some(wx)) => x[[n, c, hy, wx]],
+        _ => T::ZERO,
+    }
+}
+
 fn out_dims(h: usize, w: usize, kh: usize, kw: usize, p: &ConvParams) -> (usize, usize) {
     (
         output_len("height", h, kh, p.stride[0], p.pad[0], p.dilation[0]),
@@ -136,14 +146,10 @@ pub fn conv_forward<T: Real>(
                     let mut acc = T::ZERO;
                     for ci in 0..cg {
                         for i in 0..kh {
-                            let Some(hy) = source(y, i, p.stride[0], p.pad[0], p.dilation[0], h) else {
-                                continue;
-                            };
+                            let hy = source(y, i, p.stride[0], p.pad[0], p.dilation[0], h);
                             for j in 0..kw {
-                                let Some(wx) = source(xo, j, p.stride[1], p.pad[1], p.dilation[1], wd) else {
-                                    continue;
-                                };
-                                acc += w[[fi, ci, i, j]] * x[[ni, c0 + ci, hy, wx]];
+                                let wx = source(xo, j, p.stride[1], p.pad[1], p.dilation[1], wd);
+                                acc += w[[fi, ci, i, j]] * padded(&x, [ni, c0 + ci], hy, wx);
                             }
                         }
                     }
@@ -156,9 +162,9 @@ pub fn conv_forward<T: Real>(
 }
 
 /// Convolution backward pass; returns `(dx, dw, db)`, each of its input's
-/// shape. Every tap of the forward sum sends `dout · w` to x and `dout · x`
-/// to w; taps in the padding send nothing (the seed's defects 2 and 3 do not
-/// apply: the window width is KW, and nothing is cropped).
+/// shape. Every tap of the forward sum sends `dout · w` to x and `dout · x̃`
+/// to w; taps in the padding send nothing to x (the seed's defects 2 and 3
+/// do not apply: the window width is KW, and nothing is cropped).
 ///
 /// # Panics
 /// As [`conv_forward`], or if `dout` is not (N, F, OH, OW).
@@ -191,15 +197,13 @@ pub fn conv_backward<T: Real>(
                     db[fi] += d;
                     for ci in 0..cg {
                         for i in 0..kh {
-                            let Some(hy) = source(y, i, p.stride[0], p.pad[0], p.dilation[0], h) else {
-                                continue;
-                            };
+                            let hy = source(y, i, p.stride[0], p.pad[0], p.dilation[0], h);
                             for j in 0..kw {
-                                let Some(wx) = source(xo, j, p.stride[1], p.pad[1], p.dilation[1], wd) else {
-                                    continue;
-                                };
-                                dx[[ni, c0 + ci, hy, wx]] += d * w[[fi, ci, i, j]];
-                                dw[[fi, ci, i, j]] += d * x[[ni, c0 + ci, hy, wx]];
+                                let wx = source(xo, j, p.stride[1], p.pad[1], p.dilation[1], wd);
+                                dw[[fi, ci, i, j]] += d * padded(&x, [ni, c0 + ci], hy, wx);
+                                if let (Some(hy), Some(wx)) = (hy, wx) {
+                                    dx[[ni, c0 + ci, hy, wx]] += d * w[[fi, ci, i, j]];
+                                }
                             }
                         }
                     }

@@ -83,13 +83,16 @@ fn check_batchnorm_args<T: Real>(
     x: &ArrayView2<'_, T>,
     gamma: &ArrayView1<'_, T>,
     beta: Option<&ArrayView1<'_, T>>,
+    train: bool,
 ) {
     let d = x.ncols();
-    assert!(
-        x.nrows() > 0,
-        "x: expected at least one row, got shape {:?}",
-        x.shape()
-    );
+    if train {
+        assert!(
+            x.nrows() > 0,
+            "x: expected at least one row in train mode, got shape {:?}",
+            x.shape()
+        );
+    }
     check_vec("gamma", gamma, d);
     if let Some(beta) = beta {
         check_vec("beta", beta, d);
@@ -105,7 +108,8 @@ fn check_batchnorm_args<T: Real>(
 /// normalised with `running_mean` and `running_var`, which come back unchanged.
 ///
 /// # Panics
-/// If N = 0, or gamma, beta, running_mean or running_var do not have D elements.
+/// If N = 0 in train mode, or gamma, beta, running_mean or running_var do not
+/// have D elements.
 pub fn batchnorm_forward<T: Real>(
     x: ArrayView2<'_, T>,
     gamma: ArrayView1<'_, T>,
@@ -114,7 +118,7 @@ pub fn batchnorm_forward<T: Real>(
     running_mean: ArrayView1<'_, T>,
     running_var: ArrayView1<'_, T>,
 ) -> (Array2<T>, Array1<T>, Array1<T>) {
-    check_batchnorm_args(&x, &gamma, Some(&beta));
+    check_batchnorm_args(&x, &gamma, Some(&beta), params.mode == Mode::Train);
     let (n, d) = x.dim();
     check_vec("running_mean", &running_mean, d);
     check_vec("running_var", &running_var, d);
@@ -153,7 +157,7 @@ pub fn batchnorm_backward<T: Real>(
     gamma: ArrayView1<'_, T>,
     eps: T,
 ) -> (Array2<T>, Array1<T>, Array1<T>) {
-    check_batchnorm_args(&x, &gamma, None);
+    check_batchnorm_args(&x, &gamma, None, true);
     assert_eq!(
         dout.dim(),
         x.dim(),
@@ -209,7 +213,7 @@ pub fn batchnorm_backward_alt<T: Real>(
     gamma: ArrayView1<'_, T>,
     eps: T,
 ) -> (Array2<T>, Array1<T>, Array1<T>) {
-    check_batchnorm_args(&x, &gamma, None);
+    check_batchnorm_args(&x, &gamma, None, true);
     assert_eq!(
         dout.dim(),
         x.dim(),

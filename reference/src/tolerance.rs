@@ -55,9 +55,9 @@ pub fn assert_within_sum_bound<T: Real>(what: &str, fast: &[T], expected: &[T], 
     for (i, ((&f, &e), &b)) in fast.iter().zip(expected).zip(bound).enumerate() {
         let (f, e, b) = (f.to_f64(), e.to_f64(), b.to_f64());
         let allowed = tol * b + f64::MIN_POSITIVE;
-        let same_nan = f.is_nan() && e.is_nan();
+        let same = f == e || (f.is_nan() && e.is_nan());
         assert!(
-            same_nan || (f - e).abs() <= allowed,
+            same || (f - e).abs() <= allowed,
             "{what}[{i}]: fast {f} vs reference {e} (allowed ±{allowed:e})"
         );
     }
