@@ -12,7 +12,22 @@
 //! arrays. Every function that can be given bad input returns a [`Result`]
 //! whose [`Error`] names the argument and the expected and actual values.
 //! Work runs on the current rayon pool, and every result is bit-identical
-//! whatever its number of threads.
+//! whatever its number of threads. Calls are independent: many threads may
+//! call any function concurrently on shared inputs.
+//!
+//! **Non-finite values** are data, not errors: NaN propagates through every
+//! op to the outputs it touches (a max-pool window holding NaN yields NaN and
+//! takes the gradient; a NaN score makes the loss NaN; a NaN in a
+//! normalisation set makes that set's outputs NaN; a NaN gradient makes the
+//! updated weight NaN), ±∞ follows IEEE arithmetic (zero padding included:
+//! 0 · ∞ is NaN), and ReLU passes NaN forward with a zero gradient.
+//! Hyper-parameters, by contrast, must be finite and are checked.
+//!
+//! **Zero-sized dimensions** work where the result is well defined: a batch of
+//! 0, 0 channels or 0 filters give empty (or bias-only) outputs; what needs
+//! statistics of an empty set (batch norm in train mode with N·H·W = 0,
+//! layer norm with D = 0, losses with N = 0, pooling of an empty image) is an
+//! error.
 //!
 //! ```
 //! use ndarray::{Array1, Array4};

@@ -9,6 +9,8 @@
 //! ```
 //!
 //! Subtracting the row maximum keeps softmax finite for any finite scores.
+//! A NaN score makes its row's loss term (so the loss) and gradient row NaN,
+//! in both losses.
 //!
 //! ```
 //! use ndarray::array;
@@ -86,6 +88,11 @@ pub fn softmax_loss<T: Element>(x: ArrayView2<'_, T>, y: &[usize]) -> Result<(T,
 pub fn svm_loss<T: Element>(x: ArrayView2<'_, T>, y: &[usize]) -> Result<(T, Array2<T>)> {
     check_labels(&x, y)?;
     Ok(mean_of_rows(&x, y, |x, label, mut dx| {
+        if x.iter().any(|v| v.is_nan()) {
+            // A NaN margin would compare false and vanish: propagate instead.
+            dx.fill(T::nan());
+            return T::nan();
+        }
         let correct = x[label];
         let mut loss = T::ZERO;
         let mut positive = T::ZERO;

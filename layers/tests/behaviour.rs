@@ -473,3 +473,182 @@ fn softmax_is_finite_for_huge_scores() {
     assert!(loss.is_finite() && dx.iter().all(|v| v.is_finite()));
     assert_eq!(loss, 2e4); // (0 + (3e4 − (−1e4)))/2
 }
+
+#[test]
+fn non_finite_values_follow_the_policy() {
+    // Max pool: NaN wins its window and takes the gradient.
+    let mut x = Array4::<f32>::zeros((1, 1, 4, 4));
+    x[[0, 0, 1, 1]] = f32::NAN;
+    x[[0, 0, 0, 0]] = 5.0;
+    let (out, cache) = pool::max_forward(x.view(), &pool::PoolParams::new(2, 2, 2)).unwrap();
+    assert!(out[[0, 0, 0, 0]].is_nan() && out[[0, 0, 1, 1]] == 0.0);
+    let dx = pool::max_backward(Array4::ones((1, 1, 2, 2)).view(), &cache).unwrap();
+    assert_eq!((dx[[0, 0, 1, 1]], dx[[0, 0, 0, 0]]), (1.0, 0.0));
+    let (avg, _) = pool::avg_forward(x.view(), &pool::PoolParams::new(2, 2, 2)).unwrap();
+    assert!(avg[[0, 0, 0, 0]].is_nan() && avg[[0, 0, 0, 1]] == 0.0);
+
+    // Losses: a NaN score makes the loss and its gradient row NaN.
+    let scores = array![[1.0f64, f64::NAN, 0.0], [0.5, 0.2, 0.1]];
+    for (l, dx) in [
+        loss::softmax_loss(scores.view(), &[0, 1]).unwrap(),
+        loss::svm_loss(scores.view(), &[0, 1]).unwrap(),
+    ] {
+        assert!(l.is_nan());
+        assert!(dx.row(0).iter().all(|v| v.is_nan()) && dx.row(1).iter().all(|v| v.is_finite()));
+    }
+
+    // Norms: a NaN poisons its own set only.
+    let mut m = Array2::<f64>::from_shape_fn((3, 2), |(i, j)| (i + 2 * j) as f64);
+    m[[0, 0]] = f64::NAN;
+    let (ln, _) =
+        layernorm::forward(m.view(), Array1::ones(2).view(), Array1::zeros(2).view(), 1e-5).unwrap();
+    assert!(ln.row(0).iter().all(|v| v.is_nan()) && ln.row(1).iter().all(|v| v.is_finite()));
+    let mut state = batchnorm::BatchNormState::new(2);
+    let (bn, _) = batchnorm::forward(
+        m.view(),
+        Array1::ones(2).view(),
+        Array1::zeros(2).view(),
+        &mut state,
+    )
+    .unwrap();
+    assert!(bn.column(0).iter().all(|v| v.is_nan()) && bn.column(1).iter().all(|v| v.is_finite()));
+
+    // Convolution: an infinite weight meets the zero padding as IEEE says.
+    let x = Array4::<f32>::ones((1, 1, 2, 2));
+    let w = Array4::from_elem((1, 1, 2, 2), f32::INFINITY);
+    let (out, _) = conv::forward(
+        x.view(),
+        w.view(),
+        Array1::zeros(1).view(),
+        &conv::ConvParams::new(1, 1),
+    )
+    .unwrap();
+    assert!(out.iter().all(|v| v.is_nan() || *v == f32::INFINITY));
+    assert!(out[[0, 0, 1, 1]] == f32::INFINITY); // the window without padding
+
+    // Optimizers: a NaN gradient makes the weight NaN, nothing else.
+    let mut wt = array![1.0f32, 2.0];
+    optim::Adam::default()
+        .update(wt.view_mut(), array![f32::NAN, 0.5].view())
+        .unwrap();
+    assert!(wt[0].is_nan() && wt[1].is_finite());
+
+    // ReLU: NaN passes forward, with a zero gradient.
+    let xd = array![f32::NAN, -1.0, 2.0].into_dyn();
+    let (out, cache) = activation::relu_forward(xd.view());
+    assert!(out[0].is_nan());
+    assert_eq!(
+        activation::relu_backward(ArrayD::ones(IxDyn(&[3])).view(), &cache).unwrap()[0],
+        0.0
+    );
+}
+
+#[test]
+fn zero_sized_dimensions() {
+    let p = conv::ConvParams::new(1, 1);
+    // No images, no channels, no filters.
+    let (out, cache) = conv::forward(
+        Array4::<f32>::zeros((0, 2, 3, 3)).view(),
+        Array4::zeros((4, 2, 3, 3)).view(),
+        Array1::zeros(4).view(),
+        &p,
+    )
+    .unwrap();
+    assert_eq!(out.dim(), (0, 4, 3, 3));
+    let g = conv::backward(out.view(), &cache).unwrap();
+    assert_eq!((g.dx.dim(), g.dw.dim()), ((0, 2, 3, 3), (4, 2, 3, 3)));
+    assert!(g.dw.iter().all(|&v| v == 0.0));
+    let b = array![1.5f32, -2.0];
+    let (out, _) = conv::forward(
+        Array4::<f32>::zeros((1, 0, 3, 3)).view(),
+        Array4::zeros((2, 0, 3, 3)).view(),
+        b.view(),
+        &p,
+    )
+    .unwrap();
+    assert!(
+        out.index_axis(ndarray::Axis(1), 0).iter().all(|&v| v == 1.5),
+        "no channels: the bias"
+    );
+    let (out, _) = conv::forward(
+        Array4::<f32>::zeros((1, 2, 3, 3)).view(),
+        Array4::zeros((0, 2, 3, 3)).view(),
+        Array1::zeros(0).view(),
+        &p,
+    )
+    .unwrap();
+    assert_eq!(out.dim(), (1, 0, 3, 3));
+    // Pooling: an empty batch is fine, an empty image is an error.
+    let (out, _) = pool::max_forward(
+        Array4::<f32>::zeros((0, 3, 4, 4)).view(),
+        &pool::PoolParams::new(2, 2, 2),
+    )
+    .unwrap();
+    assert_eq!(out.dim(), (0, 3, 2, 2));
+    assert!(pool::max_forward(
+        Array4::<f32>::zeros((1, 1, 0, 4)).view(),
+        &pool::PoolParams::new(1, 1, 1)
+    )
+    .is_err());
+    // Affine with no examples or no features.
+    let (out, _) = affine::forward(
+        ArrayD::<f64>::zeros(IxDyn(&[0, 3])).view(),
+        Array2::zeros((3, 2)).view(),
+        array![1.0, 2.0].view(),
+    )
+    .unwrap();
+    assert_eq!(out.dim(), (0, 2));
+    let (out, _) = affine::forward(
+        ArrayD::<f64>::zeros(IxDyn(&[2, 0])).view(),
+        Array2::zeros((0, 2)).view(),
+        array![1.0, 2.0].view(),
+    )
+    .unwrap();
+    assert_eq!(out, array![[1.0, 2.0], [1.0, 2.0]]);
+    // Statistics of nothing are errors.
+    let mut state = batchnorm::BatchNormState::<f64>::new(3);
+    let empty = Array2::<f64>::zeros((0, 3));
+    assert!(batchnorm::forward(
+        empty.view(),
+        Array1::ones(3).view(),
+        Array1::zeros(3).view(),
+        &mut state
+    )
+    .is_err());
+    state.mode = Mode::Test;
+    assert_eq!(
+        batchnorm::forward(
+            empty.view(),
+            Array1::ones(3).view(),
+            Array1::zeros(3).view(),
+            &mut state
+        )
+        .unwrap()
+        .0
+        .dim(),
+        (0, 3)
+    );
+    assert!(loss::softmax_loss(Array2::<f64>::zeros((0, 3)).view(), &[]).is_err());
+}
+
+#[test]
+fn concurrent_calls_on_shared_inputs() {
+    let r = raw(5000, 7);
+    let x: Array4<f32> = arr((3, 4, 12, 12), &r, 0);
+    let w: Array4<f32> = arr((6, 4, 3, 3), &r, 1);
+    let b: Array1<f32> = arr(6, &r, 2);
+    let p = conv::ConvParams::new(1, 1);
+    let run = || {
+        let (out, cache) = conv::forward(x.view(), w.view(), b.view(), &p).unwrap();
+        let g = conv::backward(out.view(), &cache).unwrap();
+        let (pooled, _) = pool::max_forward(out.view(), &pool::PoolParams::new(2, 2, 2)).unwrap();
+        (bits(&out), bits(&g.dw), bits(&pooled))
+    };
+    let expected = run();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6).map(|_| s.spawn(run)).collect();
+        for h in handles {
+            assert!(h.join().expect("no panic") == expected);
+        }
+    });
+}

@@ -53,7 +53,9 @@ pub fn softmax_loss<T: Real>(x: ArrayView2<'_, T>, y: &[usize]) -> (T, Array2<T>
 /// Multiclass SVM (hinge) loss with margin 1:
 /// `loss = (1/N) Σ_i Σ_{j≠y_i} max(0, x_ij − x_{i,y_i} + 1)`.
 /// `dx_ij = 1/N` for each j ≠ y_i with a positive margin, and
-/// `dx_{i,y_i} = −(number of positive margins)/N`.
+/// `dx_{i,y_i} = −(number of positive margins)/N`. A row holding NaN adds
+/// NaN to the loss and gets a NaN gradient row (a NaN margin would otherwise
+/// compare false and vanish).
 ///
 /// # Panics
 /// If N = 0, `y` has not N labels, or a label is ≥ C.
@@ -64,6 +66,12 @@ pub fn svm_loss<T: Real>(x: ArrayView2<'_, T>, y: &[usize]) -> (T, Array2<T>) {
     let mut loss = T::ZERO;
     let mut dx = Array2::from_elem((n, c), T::ZERO);
     for i in 0..n {
+        if x.row(i).iter().any(|v| v.is_nan()) {
+            // A NaN margin would compare false and vanish: propagate instead.
+            loss += T::from_f64(f64::NAN);
+            dx.row_mut(i).fill(T::from_f64(f64::NAN));
+            continue;
+        }
         let correct = x[[i, y[i]]];
         for j in 0..c {
             if j == y[i] {
