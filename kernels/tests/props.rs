@@ -531,3 +531,90 @@ fn gemm_beta_zero_does_not_read_c() {
     gemm(1.0, empty, b0, 0.5, c.view_mut()).unwrap();
     assert_eq!(c, ndarray::array![[1.0f32, 2.0]]);
 }
+
+fn check_implicit_gemm<T: Real>(g: &Geometry, m: usize, raw: &[f64]) {
+    let Ok(geom) = g.window() else { return };
+    let c = g.channels;
+    let image: Vec<T> = (0..c * geom.input_len())
+        .map(|i| <T as Element>::from_f64(raw[i % raw.len()]))
+        .collect();
+    let k = c * geom.kernel_len();
+    let a = Array2::from_shape_fn((m, k), |(i, j)| {
+        <T as Element>::from_f64(raw[(i * 7 + j * 3 + 1) % raw.len()])
+    });
+    let mut cols = vec![<T as Element>::ZERO; k * geom.output_len()];
+    im2col(&image, c, &geom, &mut cols).unwrap();
+    let cols = Array2::from_shape_vec((k, geom.output_len()), cols).unwrap();
+    let mut explicit = Array2::from_elem((m, geom.output_len()), <T as Element>::from_f64(0.5));
+    let mut implicit = explicit.clone();
+    let mut serial = explicit.clone();
+    gemm(
+        <T as Element>::from_f64(1.5),
+        a.view(),
+        cols.view(),
+        <T as Element>::ONE,
+        explicit.view_mut(),
+    )
+    .unwrap();
+    gemm_im2col(
+        <T as Element>::from_f64(1.5),
+        a.view(),
+        &image,
+        c,
+        &geom,
+        <T as Element>::ONE,
+        implicit.view_mut(),
+    )
+    .unwrap();
+    gemm_im2col_serial(
+        <T as Element>::from_f64(1.5),
+        a.view(),
+        &image,
+        c,
+        &geom,
+        <T as Element>::ONE,
+        serial.view_mut(),
+    )
+    .unwrap();
+    assert_eq!(
+        explicit, implicit,
+        "implicit GEMM equals GEMM on the explicit im2col matrix"
+    );
+    assert_eq!(explicit, serial);
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    #[test]
+    fn implicit_gemm_equals_explicit(g in geometry(), m in 1usize..20, raw in data(131)) {
+        check_implicit_gemm::<f32>(&g, m, &raw);
+        check_implicit_gemm::<f64>(&g, m, &raw);
+    }
+}
+
+#[test]
+fn implicit_gemm_errors() {
+    let g = Window2d::new([4, 4], [3, 3], [1, 1], [1, 1], [1, 1]).unwrap();
+    let a = Array2::<f32>::zeros((2, 18));
+    let mut c = Array2::<f32>::zeros((2, 16));
+    assert!(matches!(
+        gemm_im2col(1.0, a.view(), &[0.0; 31], 2, &g, 0.0, c.view_mut()),
+        Err(Error::Shape { arg: "image", .. })
+    ));
+    let a9 = Array2::<f32>::zeros((2, 9));
+    assert!(matches!(
+        gemm_im2col(1.0, a9.view(), &[0.0; 32], 2, &g, 0.0, c.view_mut()),
+        Err(Error::Shape { arg: "a", .. })
+    ));
+    let mut c15 = Array2::<f32>::zeros((2, 15));
+    assert!(matches!(
+        gemm_im2col(1.0, a.view(), &[0.0; 32], 2, &g, 0.0, c15.view_mut()),
+        Err(Error::Shape { arg: "c", .. })
+    ));
+    assert!(matches!(
+        gemm_im2col(f32::NAN, a.view(), &[0.0; 32], 2, &g, 0.0, c.view_mut()),
+        Err(Error::Parameter { .. })
+    ));
+    assert!(gemm_im2col(1.0, a.view(), &[0.0; 32], 2, &g, 0.0, c.view_mut()).is_ok());
+}

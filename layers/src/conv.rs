@@ -9,7 +9,8 @@
 //! ```
 //!
 //! where `col_g(x[n])` is the im2col matrix (C/G·KH·KW × OH·OW) of the
-//! group's channels. Backward:
+//! group's channels — in the forward pass an implicit GEMM: the GEMM packs
+//! its panels straight from the image, never building the matrix. Backward:
 //!
 //! ```text
 //! db[f]  = Σ_{n, p} dout[n, f, p]
@@ -41,7 +42,9 @@
 
 use crate::{check, Element, Error, Result};
 use ndarray::{s, Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2};
-use patchwise_kernels::{checked_product, col2im, gemm, gemm_serial, im2col, Window2d};
+use patchwise_kernels::{
+    checked_product, col2im, gemm, gemm_im2col, gemm_im2col_serial, gemm_serial, im2col, Window2d,
+};
 use rayon::prelude::*;
 
 /// The seed's `conv_param` (stride, pad), extended with per-axis values,
@@ -188,6 +191,21 @@ impl Gemm {
             Gemm::Parallel => gemm(T::ONE, a, b, beta, c),
         }
     }
+
+    /// `c ← a · im2col(image)` on the chosen thread level.
+    fn run_im2col<T: Element>(
+        self,
+        a: ArrayView2<'_, T>,
+        image: &[T],
+        channels: usize,
+        geom: &Window2d,
+        c: ArrayViewMut2<'_, T>,
+    ) -> Result<()> {
+        match self {
+            Gemm::Serial => gemm_im2col_serial(T::ONE, a, image, channels, geom, T::ZERO, c),
+            Gemm::Parallel => gemm_im2col(T::ONE, a, image, channels, geom, T::ZERO, c),
+        }
+    }
 }
 
 /// The column matrix (K × P) of group `g` of one image: the image itself for
@@ -234,21 +252,29 @@ fn weight_matrix<'a, T: Element>(w: &'a Array4<T>, plan: &Plan) -> ArrayView2<'a
         .expect("F·K elements")
 }
 
+/// One image's output: per group, `out_g = W_g · im2col(x_g)` as an implicit
+/// GEMM (the column matrix is never built; 1×1 convolutions use the image
+/// itself), then the bias.
 fn forward_image<T: Element>(
     plan: &Plan,
     w: ArrayView2<'_, T>,
     b: &ArrayView1<'_, T>,
     image: &[T],
     out: &mut [T],
-    buf: &mut Vec<T>,
     mode: Gemm,
 ) -> Result<()> {
-    let (fg, p) = (plan.fg(), plan.p());
+    let (fg, p, cg, hw) = (plan.fg(), plan.p(), plan.cg(), plan.geom.input_len());
     for g in 0..plan.groups {
-        let cols = columns(plan, image, g, buf)?;
+        let group = &image[g * cg * hw..][..cg * hw];
+        let w_g = w.slice(s![g * fg..(g + 1) * fg, ..]);
         let out_g =
             ArrayViewMut2::from_shape((fg, p), &mut out[g * fg * p..][..fg * p]).expect("Fg·P elements");
-        mode.run(w.slice(s![g * fg..(g + 1) * fg, ..]), cols, T::ZERO, out_g)?;
+        if plan.geom.is_pointwise() {
+            let cols = ArrayView2::from_shape((cg, hw), group).expect("Cg·HW elements");
+            mode.run(w_g, cols, T::ZERO, out_g)?;
+        } else {
+            mode.run_im2col(w_g, group, cg, &plan.geom, out_g)?;
+        }
     }
     for (row, &bias) in out.chunks_exact_mut(p).zip(b) {
         row.iter_mut().for_each(|v| *v += bias);
@@ -284,13 +310,10 @@ pub fn forward<T: Element>(
         if plan.parallel_over(plan.n) {
             outs.par_chunks_mut(out_len)
                 .enumerate()
-                .try_for_each_init(Vec::new, |buf, (i, o)| {
-                    forward_image(&plan, wm, &b, image(i), o, buf, Gemm::Serial)
-                })?;
+                .try_for_each(|(i, o)| forward_image(&plan, wm, &b, image(i), o, Gemm::Serial))?;
         } else {
-            let mut buf = Vec::new();
             for (i, o) in outs.chunks_mut(out_len).enumerate() {
-                forward_image(&plan, wm, &b, image(i), o, &mut buf, Gemm::Parallel)?;
+                forward_image(&plan, wm, &b, image(i), o, Gemm::Parallel)?;
             }
         }
     }

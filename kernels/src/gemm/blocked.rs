@@ -15,7 +15,7 @@
 //! element sums its k in order, so results do not depend on the threads.
 
 use super::kernel::MicroKernel;
-use super::pack::{aligned, pack_a, pack_b};
+use super::pack::{aligned, pack_a, PackB};
 use crate::Element;
 use ndarray::{s, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
@@ -73,13 +73,13 @@ pub(crate) fn gemm_blocked<T: Element>(
     kern: &MicroKernel<T>,
     alpha: T,
     a: ArrayView2<'_, T>,
-    b: ArrayView2<'_, T>,
+    b: &impl PackB<T>,
     beta: T,
     mut c: ArrayViewMut2<'_, T>,
     parallel: bool,
 ) {
     let (m, k) = a.dim();
-    let n = b.ncols();
+    let n = b.dim().1;
     let (mr, nr) = (kern.mr, kern.nr);
     let kc_max = kern.kc.min(k);
     let mut a_buf = Vec::new();
@@ -92,7 +92,7 @@ pub(crate) fn gemm_blocked<T: Element>(
             let kc = kern.kc.min(k - pc);
             let a_pack = &mut a_pack[..m.div_ceil(mr) * mr * kc];
             let b_pack = &mut b_pack[..nc.div_ceil(nr) * nr * kc];
-            pack_b(b.slice(s![pc..pc + kc, jc..jc + nc]), nr, b_pack, parallel);
+            b.pack(pc..pc + kc, jc..jc + nc, nr, b_pack, parallel);
             pack_a(a.slice(s![.., pc..pc + kc]), mr, a_pack, parallel);
             let (a_pack, b_pack) = (&*a_pack, &*b_pack);
             let beta = if pc == 0 { beta } else { T::ONE };

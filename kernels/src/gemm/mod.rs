@@ -23,8 +23,8 @@ mod simd_kernel;
 use simd_kernel::simd_kernel;
 use std::sync::OnceLock;
 
-use crate::error::{Error, Result};
-use crate::Element;
+use crate::error::{check_len, checked_product, Error, Result};
+use crate::{Element, Window2d};
 use ndarray::{s, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 
@@ -149,6 +149,29 @@ pub fn gemm_engine<T: Element>() -> String {
     }
 }
 
+/// Handles the products with nothing to multiply (m, n or k = 0); true if
+/// it did.
+fn trivial<T: Element>(m: usize, n: usize, k: usize, beta: T, c: &mut ArrayViewMut2<'_, T>) -> bool {
+    if m == 0 || n == 0 {
+        return true;
+    }
+    if k == 0 {
+        if beta == T::ZERO {
+            c.fill(T::ZERO);
+        } else {
+            c.mapv_inplace(|v| beta * v);
+        }
+        return true;
+    }
+    false
+}
+
+/// Whether a product of this size is worth the pool.
+fn worth_parallel(m: usize, n: usize, k: usize, parallel: bool) -> bool {
+    let flops = m.saturating_mul(n).saturating_mul(k);
+    parallel && flops >= PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1
+}
+
 /// The product on checked shapes; `parallel` allows the current pool.
 fn product<T: Element>(
     alpha: T,
@@ -160,21 +183,14 @@ fn product<T: Element>(
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
-    if m == 0 || n == 0 {
+    if trivial(m, n, k, beta, &mut c) {
         return;
     }
-    if k == 0 {
-        if beta == T::ZERO {
-            c.fill(T::ZERO);
-        } else {
-            c.mapv_inplace(|v| beta * v);
-        }
-        return;
-    }
-    let flops = m.saturating_mul(n).saturating_mul(k);
-    let parallel = parallel && flops >= PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1;
+    let parallel = worth_parallel(m, n, k, parallel);
     match backend() {
-        Backend::Patchwise => blocked::gemm_blocked(&kernel::selected::<T>(), alpha, a, b, beta, c, parallel),
+        Backend::Patchwise => {
+            blocked::gemm_blocked(&kernel::selected::<T>(), alpha, a, &b, beta, c, parallel)
+        }
         Backend::MatrixMultiply if !parallel => kernel(alpha, &a, &b, beta, &mut c),
         Backend::MatrixMultiply if n >= m => {
             c.axis_chunks_iter_mut(Axis(1), BLOCK)
@@ -195,6 +211,106 @@ fn product<T: Element>(
                 });
         }
     }
+}
+
+/// `C ← alpha·A·im2col(image) + beta·C` (implicit GEMM): the B operand is
+/// the im2col matrix of one image (C·KH·KW × OH·OW, see [`crate::im2col`]),
+/// which is never built — the packing routine gathers its panels straight
+/// from the image. Equal, bit for bit, to [`gemm`] on the explicit im2col
+/// matrix. Parallel on the current pool when large enough.
+///
+/// # Errors
+/// [`Error::Shape`] if `image` is not `channels`·H·W long, A is not
+/// (M, C·KH·KW) or C is not (M, OH·OW); [`Error::Parameter`] for a
+/// non-finite alpha or beta.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_im2col<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    image: &[T],
+    channels: usize,
+    geom: &Window2d,
+    beta: T,
+    c: ArrayViewMut2<'_, T>,
+) -> Result<()> {
+    im2col_product(alpha, a, image, channels, geom, beta, c, true)
+}
+
+/// [`gemm_im2col`] on the calling thread only (for callers that are already
+/// parallel); bit-identical to it.
+///
+/// # Errors
+/// As [`gemm_im2col`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_im2col_serial<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    image: &[T],
+    channels: usize,
+    geom: &Window2d,
+    beta: T,
+    c: ArrayViewMut2<'_, T>,
+) -> Result<()> {
+    im2col_product(alpha, a, image, channels, geom, beta, c, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn im2col_product<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    image: &[T],
+    channels: usize,
+    geom: &Window2d,
+    beta: T,
+    mut c: ArrayViewMut2<'_, T>,
+    parallel: bool,
+) -> Result<()> {
+    let k = checked_product("im2col rows", &[channels, geom.kernel_len()])?;
+    check_len(
+        "image",
+        image.len(),
+        checked_product("image elements", &[channels, geom.input_len()])?,
+    )?;
+    if a.ncols() != k {
+        return Err(Error::Shape {
+            arg: "a",
+            expected: format!("[_, {k}] (C·KH·KW columns)"),
+            actual: format!("{:?}", a.shape()),
+        });
+    }
+    if c.dim() != (a.nrows(), geom.output_len()) {
+        return Err(Error::shape("c", [a.nrows(), geom.output_len()], c.shape()));
+    }
+    check_scalars(alpha, beta)?;
+    let (m, n) = c.dim();
+    if trivial(m, n, k, beta, &mut c) {
+        return Ok(());
+    }
+    match backend() {
+        Backend::Patchwise => {
+            let b = pack::Im2colB {
+                image,
+                channels,
+                geom,
+            };
+            blocked::gemm_blocked(
+                &kernel::selected::<T>(),
+                alpha,
+                a,
+                &b,
+                beta,
+                c,
+                worth_parallel(m, n, k, parallel),
+            );
+        }
+        Backend::MatrixMultiply => {
+            let mut cols = vec![T::ZERO; k * n];
+            crate::im2col(image, channels, geom, &mut cols)?;
+            let b = ArrayView2::from_shape((k, n), &cols[..]).expect("K·N elements");
+            product(alpha, a, b, beta, c, parallel);
+        }
+    }
+    Ok(())
 }
 
 /// matrixmultiply's single-threaded product on checked shapes.
@@ -289,7 +405,7 @@ mod tests {
             &T::kernel(isa),
             alpha,
             a.view(),
-            b.view(),
+            &b.view(),
             beta,
             c.view_mut(),
             parallel,

@@ -9,9 +9,10 @@
 //! Reads go through ndarray views, so any strides work; the one `unsafe`
 //! skips a bounds check the loop bounds already guarantee.
 
-use crate::Element;
+use crate::{Element, Window2d};
 use ndarray::{ArrayView2, Axis};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// The widest panel (MR or NR) the gather path handles.
 const MAX_PANEL: usize = 32;
@@ -105,5 +106,73 @@ pub(crate) fn pack_b<T: Element>(b: ArrayView2<'_, T>, nr: usize, out: &mut [T],
         out.par_chunks_mut(nr * kc).enumerate().for_each(panel);
     } else {
         out.chunks_mut(nr * kc).enumerate().for_each(panel);
+    }
+}
+
+/// Where a GEMM's B operand (K × N) comes from: anything that can pack a
+/// block of it into the NR-column panels of [`pack_b`]. A matrix in memory
+/// is one; the im2col matrix of an image, gathered straight from the image
+/// (implicit GEMM), is another.
+pub(crate) trait PackB<T>: Sync {
+    /// (K, N).
+    fn dim(&self) -> (usize, usize);
+    /// Packs the block `rows` × `cols` into `out` (⌈cols/NR⌉·NR·rows
+    /// elements).
+    fn pack(&self, rows: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [T], parallel: bool);
+}
+
+impl<T: Element> PackB<T> for ArrayView2<'_, T> {
+    fn dim(&self) -> (usize, usize) {
+        ArrayView2::dim(self)
+    }
+    fn pack(&self, rows: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [T], parallel: bool) {
+        pack_b(self.slice(ndarray::s![rows, cols]), nr, out, parallel);
+    }
+}
+
+/// The im2col matrix of one image (C·KH·KW × OH·OW, see [`crate::im2col`]),
+/// never built: packing reads the pixels directly.
+pub(crate) struct Im2colB<'a, T> {
+    pub image: &'a [T],
+    pub channels: usize,
+    pub geom: &'a Window2d,
+}
+
+impl<T: Element> PackB<T> for Im2colB<'_, T> {
+    fn dim(&self) -> (usize, usize) {
+        (self.channels * self.geom.kernel_len(), self.geom.output_len())
+    }
+
+    fn pack(&self, rows: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [T], parallel: bool) {
+        let (k0, kc, n0, nc) = (rows.start, rows.len(), cols.start, cols.len());
+        let g = self.geom;
+        let [kh, kw] = g.kernel();
+        let ([_, w], ow) = (g.input(), g.output()[1]);
+        let plane = g.input_len();
+        let panel = |(s, dst): (usize, &mut [T])| {
+            let first = n0 + s * nr;
+            let width = nr.min(n0 + nc - first);
+            for (p, row) in dst.chunks_exact_mut(nr).enumerate().take(kc) {
+                let r = k0 + p;
+                let (c, i, j) = (r / (kh * kw), (r / kw) % kh, r % kw);
+                let image = &self.image[c * plane..(c + 1) * plane];
+                for (t, out) in row.iter_mut().enumerate() {
+                    *out = if t < width {
+                        let q = first + t;
+                        match (g.source(0, q / ow, i), g.source(1, q % ow, j)) {
+                            (Some(y), Some(x)) => image[y * w + x],
+                            _ => T::ZERO,
+                        }
+                    } else {
+                        T::ZERO
+                    };
+                }
+            }
+        };
+        if parallel && out.len() > PARALLEL_MIN {
+            out.par_chunks_mut(nr * kc).enumerate().for_each(panel);
+        } else {
+            out.chunks_mut(nr * kc).enumerate().for_each(panel);
+        }
     }
 }
