@@ -149,6 +149,7 @@ impl<T: Element> PackB<T> for Im2colB<'_, T> {
         let [kh, kw] = g.kernel();
         let ([_, w], ow) = (g.input(), g.output()[1]);
         let plane = g.input_len();
+        let (sw, dw, pw) = (g.stride()[1], g.dilation()[1], g.pad()[1]);
         let panel = |(s, dst): (usize, &mut [T])| {
             let first = n0 + s * nr;
             let width = nr.min(n0 + nc - first);
@@ -156,16 +157,37 @@ impl<T: Element> PackB<T> for Im2colB<'_, T> {
                 let r = k0 + p;
                 let (c, i, j) = (r / (kh * kw), (r / kw) % kh, r % kw);
                 let image = &self.image[c * plane..(c + 1) * plane];
-                for (t, out) in row.iter_mut().enumerate() {
-                    *out = if t < width {
-                        let q = first + t;
-                        match (g.source(0, q / ow, i), g.source(1, q % ow, j)) {
-                            (Some(y), Some(x)) => image[y * w + x],
-                            _ => T::ZERO,
-                        }
-                    } else {
-                        T::ZERO
+                // Output columns whose tap j reads a real pixel, and where
+                // the first of them reads.
+                let valid = g.valid_outputs(1, j);
+                row[width..].fill(T::ZERO);
+                // The panel's columns, one output row (oh) at a time.
+                let mut t = 0;
+                while t < width {
+                    let (oh, ow0) = ((first + t) / ow, (first + t) % ow);
+                    let len = (ow - ow0).min(width - t);
+                    let out = &mut row[t..t + len];
+                    t += len;
+                    let Some(y) = g.source(0, oh, i) else {
+                        out.fill(T::ZERO);
+                        continue;
                     };
+                    let line = &image[y * w..(y + 1) * w];
+                    let lo = valid.start.clamp(ow0, ow0 + len);
+                    let hi = valid.end.clamp(lo, ow0 + len);
+                    out[..lo - ow0].fill(T::ZERO);
+                    out[hi - ow0..].fill(T::ZERO);
+                    if lo < hi {
+                        let x0 = lo * sw + j * dw - pw;
+                        let dst = &mut out[lo - ow0..hi - ow0];
+                        if sw == 1 {
+                            dst.copy_from_slice(&line[x0..x0 + dst.len()]);
+                        } else {
+                            for (d, &v) in dst.iter_mut().zip(line[x0..].iter().step_by(sw)) {
+                                *d = v;
+                            }
+                        }
+                    }
                 }
             }
         };
