@@ -19,7 +19,7 @@
 //! # Tile sizes
 //! The register tile must hold MR×NR accumulators plus the NR/lanes B
 //! vectors and one broadcast A value: AVX2 has 16 ymm registers (6×16 f32:
-//! 12 accumulators), AVX-512 has 32 zmm (12×32 f32: 24 accumulators), so
+//! 12 accumulators), AVX-512 has 32 zmm (8×48 f32: 24 accumulators), so
 //! that each loaded B vector feeds MR FMAs and the FMA units, not the loads,
 //! bound the loop. KC is chosen so a B micro-panel (KC·NR) stays in the
 //! 48 KiB L1, MC so an A block (MC·KC) stays in L2.
@@ -94,13 +94,13 @@ impl HasKernels for f32 {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => MicroKernel {
                 isa,
-                mr: 12,
-                nr: 32,
+                mr: 8,
+                nr: 48,
                 kc: 256,
                 mc: 144,
-                jb: 256,
-                nc: 4096,
-                run: super::kernel_avx512::f32_12x32,
+                jb: 288,
+                nc: 4608,
+                run: super::kernel_avx512::f32_8x48,
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => MicroKernel {
@@ -124,13 +124,13 @@ impl HasKernels for f64 {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => MicroKernel {
                 isa,
-                mr: 12,
-                nr: 16,
+                mr: 8,
+                nr: 24,
                 kc: 256,
                 mc: 144,
-                jb: 256,
-                nc: 4096,
-                run: super::kernel_avx512::f64_12x16,
+                jb: 288,
+                nc: 4608,
+                run: super::kernel_avx512::f64_8x24,
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => MicroKernel {

@@ -138,7 +138,7 @@ fn backend() -> Backend {
     })
 }
 
-/// Names the engine and micro-kernel in use, e.g. `patchwise avx512 f32 12x32`.
+/// Names the engine and micro-kernel in use, e.g. `patchwise avx512 8x48`.
 pub fn gemm_engine<T: Element>() -> String {
     match backend() {
         Backend::MatrixMultiply => "matrixmultiply".into(),
