@@ -82,61 +82,61 @@ pub(crate) fn gemm_blocked<T: Element>(
     let n = b.dim().1;
     let (mr, nr) = (kern.mr, kern.nr);
     let kc_max = kern.kc.min(k);
-    let mut a_buf = Vec::new();
-    let mut b_buf = Vec::new();
-    let a_pack = aligned(&mut a_buf, m.div_ceil(mr) * mr * kc_max);
-    let b_pack = aligned(&mut b_buf, kern.nc.min(n).div_ceil(nr) * nr * kc_max);
-    for jc in (0..n).step_by(kern.nc) {
-        let nc = kern.nc.min(n - jc);
-        for pc in (0..k).step_by(kern.kc) {
-            let kc = kern.kc.min(k - pc);
-            let a_pack = &mut a_pack[..m.div_ceil(mr) * mr * kc];
-            let b_pack = &mut b_pack[..nc.div_ceil(nr) * nr * kc];
-            b.pack(pc..pc + kc, jc..jc + nc, nr, b_pack, parallel);
-            pack_a(a.slice(s![.., pc..pc + kc]), mr, a_pack, parallel);
-            let (a_pack, b_pack) = (&*a_pack, &*b_pack);
-            let beta = if pc == 0 { beta } else { T::ONE };
-            let task = |(row, col, mut block): (usize, usize, ArrayViewMut2<'_, T>)| {
-                let (rsc, csc) = (block.strides()[0], block.strides()[1]);
-                let base = block.as_mut_ptr();
-                // A micro-panel (MR·KC) stays in L1 while B micro-panels
-                // stream from L2: measured faster here than the reverse.
-                for i in (0..block.nrows()).step_by(mr) {
-                    for j in (0..block.ncols()).step_by(nr) {
-                        let a_panel = &a_pack[(row + i) / mr * mr * kc..][..mr * kc];
-                        let b_panel = &b_pack[(col + j) / nr * nr * kc..][..nr * kc];
-                        let (rows, cols) = (mr.min(block.nrows() - i), nr.min(block.ncols() - j));
-                        // SAFETY: the panels hold kc·MR and kc·NR values (sliced
-                        // above); (i, j) .. (i + rows, j + cols) lies inside
-                        // `block`, a unique borrow of C that aliases neither
-                        // packed buffer; the kernel was chosen for an
-                        // instruction set this CPU supports.
-                        unsafe {
-                            let tile = base.offset(i as isize * rsc + j as isize * csc);
-                            (kern.run)(
-                                kc,
-                                a_panel.as_ptr(),
-                                b_panel.as_ptr(),
-                                tile,
-                                rsc,
-                                csc,
-                                rows,
-                                cols,
-                                alpha,
-                                beta,
-                            );
+    T::with_pack_buffers(|a_buf, b_buf| {
+        let a_pack = aligned(a_buf, m.div_ceil(mr) * mr * kc_max);
+        let b_pack = aligned(b_buf, kern.nc.min(n).div_ceil(nr) * nr * kc_max);
+        for jc in (0..n).step_by(kern.nc) {
+            let nc = kern.nc.min(n - jc);
+            for pc in (0..k).step_by(kern.kc) {
+                let kc = kern.kc.min(k - pc);
+                let a_pack = &mut a_pack[..m.div_ceil(mr) * mr * kc];
+                let b_pack = &mut b_pack[..nc.div_ceil(nr) * nr * kc];
+                b.pack(pc..pc + kc, jc..jc + nc, nr, b_pack, parallel);
+                pack_a(a.slice(s![.., pc..pc + kc]), mr, a_pack, parallel);
+                let (a_pack, b_pack) = (&*a_pack, &*b_pack);
+                let beta = if pc == 0 { beta } else { T::ONE };
+                let task = |(row, col, mut block): (usize, usize, ArrayViewMut2<'_, T>)| {
+                    let (rsc, csc) = (block.strides()[0], block.strides()[1]);
+                    let base = block.as_mut_ptr();
+                    // A micro-panel (MR·KC) stays in L1 while B micro-panels
+                    // stream from L2: measured faster here than the reverse.
+                    for i in (0..block.nrows()).step_by(mr) {
+                        for j in (0..block.ncols()).step_by(nr) {
+                            let a_panel = &a_pack[(row + i) / mr * mr * kc..][..mr * kc];
+                            let b_panel = &b_pack[(col + j) / nr * nr * kc..][..nr * kc];
+                            let (rows, cols) = (mr.min(block.nrows() - i), nr.min(block.ncols() - j));
+                            // SAFETY: the panels hold kc·MR and kc·NR values (sliced
+                            // above); (i, j) .. (i + rows, j + cols) lies inside
+                            // `block`, a unique borrow of C that aliases neither
+                            // packed buffer; the kernel was chosen for an
+                            // instruction set this CPU supports.
+                            unsafe {
+                                let tile = base.offset(i as isize * rsc + j as isize * csc);
+                                (kern.run)(
+                                    kc,
+                                    a_panel.as_ptr(),
+                                    b_panel.as_ptr(),
+                                    tile,
+                                    rsc,
+                                    csc,
+                                    rows,
+                                    cols,
+                                    alpha,
+                                    beta,
+                                );
+                            }
                         }
                     }
+                };
+                let threads = if parallel { rayon::current_num_threads() } else { 1 };
+                let (mc, jb) = task_blocks(kern, m, nc, threads);
+                let blocks = grid(c.slice_mut(s![.., jc..jc + nc]), mc, jb);
+                if parallel && blocks.len() > 1 {
+                    blocks.into_par_iter().for_each(task);
+                } else {
+                    blocks.into_iter().for_each(task);
                 }
-            };
-            let threads = if parallel { rayon::current_num_threads() } else { 1 };
-            let (mc, jb) = task_blocks(kern, m, nc, threads);
-            let blocks = grid(c.slice_mut(s![.., jc..jc + nc]), mc, jb);
-            if parallel && blocks.len() > 1 {
-                blocks.into_par_iter().for_each(task);
-            } else {
-                blocks.into_iter().for_each(task);
             }
         }
-    }
+    });
 }

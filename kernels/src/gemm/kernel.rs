@@ -71,6 +71,32 @@ pub struct MicroKernel<T> {
 pub trait HasKernels: Sized {
     /// The best kernel usable with `isa` (falling back to narrower ones).
     fn kernel(isa: Isa) -> MicroKernel<Self>;
+
+    /// Runs `f` with this thread's two packing buffers (see
+    /// [`with_thread_buffers`]).
+    fn with_pack_buffers<R>(f: impl FnOnce(&mut Vec<Self>, &mut Vec<Self>) -> R) -> R;
+}
+
+/// Lends `f` the calling thread's packing buffers, so that a GEMM allocates
+/// (and page-faults) its packed panels once per thread, not once per call.
+/// A re-entrant call (a rayon worker that steals another GEMM while it waits
+/// inside one) finds the buffers in use and gets fresh ones.
+fn with_thread_buffers<T, R>(
+    key: &'static std::thread::LocalKey<std::cell::RefCell<(Vec<T>, Vec<T>)>>,
+    f: impl FnOnce(&mut Vec<T>, &mut Vec<T>) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffers) => {
+            let (a, b) = &mut *buffers;
+            f(a, b)
+        }
+        Err(_) => f(&mut Vec::new(), &mut Vec::new()),
+    })
+}
+
+thread_local! {
+    static F32_BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    static F64_BUFFERS: std::cell::RefCell<(Vec<f64>, Vec<f64>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 macro_rules! generic {
@@ -89,6 +115,10 @@ macro_rules! generic {
 }
 
 impl HasKernels for f32 {
+    fn with_pack_buffers<R>(f: impl FnOnce(&mut Vec<f32>, &mut Vec<f32>) -> R) -> R {
+        with_thread_buffers(&F32_BUFFERS, f)
+    }
+
     fn kernel(isa: Isa) -> MicroKernel<f32> {
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -119,6 +149,10 @@ impl HasKernels for f32 {
 }
 
 impl HasKernels for f64 {
+    fn with_pack_buffers<R>(f: impl FnOnce(&mut Vec<f64>, &mut Vec<f64>) -> R) -> R {
+        with_thread_buffers(&F64_BUFFERS, f)
+    }
+
     fn kernel(isa: Isa) -> MicroKernel<f64> {
         match isa {
             #[cfg(target_arch = "x86_64")]

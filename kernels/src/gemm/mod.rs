@@ -8,6 +8,9 @@
 //! are bit-identical for any number of threads, and [`gemm_serial`] equals
 //! [`gemm`].
 //!
+//! The packed panels live in per-thread buffers that grow to the largest
+//! product seen and are then reused, so steady-state calls do not allocate.
+//!
 //! `matrixmultiply` stays as a second backend (`PATCHWISE_GEMM=matrixmultiply`),
 //! called single-threaded inside fixed column blocks, and as the baseline of
 //! the benchmarks.
