@@ -244,6 +244,9 @@ fn bar_chart(
     line: Option<(f64, String)>,
     log: bool,
 ) -> String {
+    if bars.is_empty() {
+        return String::new();
+    }
     let (label_w, plot_w, bar_h, top) = (430.0, 520.0, 18.0, 40.0);
     let height = top + bars.len() as f64 * (bar_h + 4.0) + 30.0;
     let max = bars
