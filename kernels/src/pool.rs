@@ -107,8 +107,15 @@ pub fn max_pool2d_forward<T: Element>(
     check_len("x", x.len(), planes * in_len)?;
     check_len("out", out.len(), planes * out_len)?;
     check_len("argmax", argmax.len(), planes * out_len)?;
-    let (rows, cols) = (window_spans(geom, 0), window_spans(geom, 1));
     let width = geom.input()[1];
+    if geom.kernel() == [2, 2] && geom.stride() == [2, 2] && geom.pad() == [0, 0] {
+        let ow = geom.output()[1];
+        for_each_plane(x, in_len, out, argmax, out_len, |x, out, arg| {
+            max_plane_2x2_stride2(x, width, ow, out, arg)
+        });
+        return Ok(());
+    }
+    let (rows, cols) = (window_spans(geom, 0), window_spans(geom, 1));
     let plane = match geom.kernel() {
         [2, 2] => max_plane::<T, 2, 2>,
         [3, 3] => max_plane::<T, 3, 3>,
@@ -166,6 +173,39 @@ fn max_plane<T: Element, const KH: usize, const KW: usize>(
             out[k] = value;
             argmax[k] = index as u32;
             k += 1;
+        }
+    }
+}
+
+/// Max pooling of one plane with 2×2 windows, stride 2, no padding — the
+/// most common case: every window is full, so each output row is a plain
+/// pass over two input rows that the compiler can vectorise.
+fn max_plane_2x2_stride2<T: Element>(x: &[T], width: usize, ow: usize, out: &mut [T], argmax: &mut [u32]) {
+    let below = width as u32;
+    for (y, (out_row, arg_row)) in out
+        .chunks_exact_mut(ow)
+        .zip(argmax.chunks_exact_mut(ow))
+        .enumerate()
+    {
+        let top = &x[2 * y * width..][..2 * ow];
+        let bottom = &x[(2 * y + 1) * width..][..2 * ow];
+        // Plane sizes fit u32 (checked by the caller).
+        let base = (2 * y * width) as u32;
+        let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+        for (k, ((o, a), (t, b))) in out_row
+            .iter_mut()
+            .zip(arg_row.iter_mut())
+            .zip(windows)
+            .enumerate()
+        {
+            let (mut best, mut offset) = (t[0], 0);
+            for (v, at) in [(t[1], 1), (b[0], below), (b[1], below + 1)] {
+                let take = (v > best) | (v.is_nan() & !best.is_nan());
+                best = if take { v } else { best };
+                offset = if take { at } else { offset };
+            }
+            *o = best;
+            *a = base + 2 * k as u32 + offset;
         }
     }
 }
@@ -243,6 +283,21 @@ pub fn avg_pool2d_forward<T: Element>(
     let (rows, cols) = (window_spans(geom, 0), window_spans(geom, 1));
     let width = geom.input()[1];
     let mut no_aux = vec![(); out.len()];
+    if geom.kernel() == [2, 2] && geom.stride() == [2, 2] && geom.pad() == [0, 0] {
+        // Every window full: a straight pass over row pairs (vectorisable),
+        // summing in the same order as the general path.
+        let (ow, quarter) = (geom.output()[1], T::from_usize(4));
+        for_each_plane(x, in_len, out, &mut no_aux, out_len, |x, out, _| {
+            for (y, out_row) in out.chunks_exact_mut(ow).enumerate() {
+                let top = x[2 * y * width..][..2 * ow].chunks_exact(2);
+                let bottom = x[(2 * y + 1) * width..][..2 * ow].chunks_exact(2);
+                for (o, (t, b)) in out_row.iter_mut().zip(top.zip(bottom)) {
+                    *o = (T::ZERO + t[0] + t[1] + b[0] + b[1]) / quarter;
+                }
+            }
+        });
+        return Ok(());
+    }
     for_each_plane(x, in_len, out, &mut no_aux, out_len, |x, out, _| {
         let mut k = 0;
         for &(y0, ny) in &rows {
