@@ -162,17 +162,40 @@ fn max_plane<T: Element, const KH: usize, const KW: usize>(
     out: &mut [T],
     argmax: &mut [u32],
 ) {
-    let mut k = 0;
-    for &(y0, ny) in rows {
-        for &(x0, nx) in cols {
-            let (value, index) = if KH > 0 && ny == KH && nx == KW {
-                window_max(x, width, (y0, KH), (x0, KW))
-            } else {
-                window_max(x, width, (y0, ny), (x0, nx))
-            };
-            out[k] = value;
-            argmax[k] = index as u32;
-            k += 1;
+    // The output columns whose windows are full: a contiguous middle range.
+    let full = |&(_, nx): &(usize, usize)| KH > 0 && nx == KW;
+    let lo = cols.iter().position(full).unwrap_or(cols.len());
+    let hi = cols.iter().rposition(full).map_or(lo, |i| i + 1);
+    let ow = cols.len();
+    for ((&(y0, ny), out_row), arg_row) in rows
+        .iter()
+        .zip(out.chunks_exact_mut(ow))
+        .zip(argmax.chunks_exact_mut(ow))
+    {
+        for (xo, &(x0, nx)) in cols.iter().enumerate() {
+            if KH > 0 && ny == KH && (lo..hi).contains(&xo) {
+                continue; // done below, without per-window bounds logic
+            }
+            let (value, index) = window_max(x, width, (y0, ny), (x0, nx));
+            out_row[xo] = value;
+            arg_row[xo] = index as u32;
+        }
+        if KH > 0 && ny == KH && lo < hi {
+            let band = &x[y0 * width..(y0 + KH) * width];
+            for (xo, (o, a)) in out_row[lo..hi].iter_mut().zip(&mut arg_row[lo..hi]).enumerate() {
+                let x0 = cols[lo + xo].0;
+                let (mut best, mut at) = (band[x0], x0);
+                for i in 0..KH {
+                    for j in 0..KW {
+                        let v = band[i * width + x0 + j];
+                        let take = (v > best) | (v.is_nan() & !best.is_nan());
+                        best = if take { v } else { best };
+                        at = if take { i * width + x0 + j } else { at };
+                    }
+                }
+                *o = best;
+                *a = (y0 * width + at) as u32;
+            }
         }
     }
 }
