@@ -53,6 +53,19 @@ fn check_activations<T: Real>(shape: &[usize], raw: &[f64], scale: f64) {
     );
 }
 
+/// The reference's view of a batch-norm state's hyper-parameters.
+fn reference_params<T: Real>(state: &batchnorm::BatchNormState<T>) -> reference::BatchNormParams<T> {
+    let mode = match state.mode {
+        Mode::Train => reference::Mode::Train,
+        Mode::Test => reference::Mode::Test,
+    };
+    reference::BatchNormParams {
+        mode,
+        eps: state.eps,
+        momentum: state.momentum,
+    }
+}
+
 fn check_batchnorm<T: Real>(n: usize, d: usize, train: bool, raw: &[f64]) {
     let x = arr::<T, _>((n, d), raw, 0).mapv(|v| v * val::<T>(3.0) + val::<T>(0.5));
     let gamma = arr::<T, _>(d, raw, 7);
@@ -64,16 +77,7 @@ fn check_batchnorm<T: Real>(n: usize, d: usize, train: bool, raw: &[f64]) {
     state.mode = mode;
     state.running_mean = mean.clone();
     state.running_var = var.clone();
-    let rmode = if train {
-        reference::Mode::Train
-    } else {
-        reference::Mode::Test
-    };
-    let params = reference::BatchNormParams {
-        mode: rmode,
-        eps: state.eps,
-        momentum: state.momentum,
-    };
+    let params = reference_params(&state);
     let (out, cache) = batchnorm::forward(x.view(), gamma.view(), beta.view(), &mut state).unwrap();
     let (eo, em, ev) = reference::batchnorm_forward(
         x.view(),
@@ -341,16 +345,7 @@ fn check_spatial<T: Real>(n: usize, groups: usize, cg: usize, h: usize, w: usize
     state.running_mean = arr::<T, _>(c, raw, 3);
     state.running_var = arr::<T, _>(c, raw, 5).mapv(|v| v * v + val::<T>(0.5));
     let (rm, rv) = (state.running_mean.clone(), state.running_var.clone());
-    let rmode = if train {
-        reference::Mode::Train
-    } else {
-        reference::Mode::Test
-    };
-    let params = reference::BatchNormParams {
-        mode: rmode,
-        eps: state.eps,
-        momentum: state.momentum,
-    };
+    let params = reference_params(&state);
     let (out, cache) = spatial::batchnorm_forward(x.view(), gamma.view(), beta.view(), &mut state).unwrap();
     let (eo, em, ev) = reference::spatial_batchnorm_forward(
         x.view(),
