@@ -303,7 +303,6 @@ pub fn avg_pool2d_forward<T: Element>(
     let (in_len, out_len) = plane_counts(planes, geom)?;
     check_len("x", x.len(), planes * in_len)?;
     check_len("out", out.len(), planes * out_len)?;
-    let (rows, cols) = (window_spans(geom, 0), window_spans(geom, 1));
     let width = geom.input()[1];
     let mut no_aux = vec![(); out.len()];
     if geom.kernel() == [2, 2] && geom.stride() == [2, 2] && geom.pad() == [0, 0] {
@@ -321,6 +320,7 @@ pub fn avg_pool2d_forward<T: Element>(
         });
         return Ok(());
     }
+    let (rows, cols) = (window_spans(geom, 0), window_spans(geom, 1));
     for_each_plane(x, in_len, out, &mut no_aux, out_len, |x, out, _| {
         let mut k = 0;
         for &(y0, ny) in &rows {

@@ -90,12 +90,9 @@ pub fn gemm<T: Element>(
     a: ArrayView2<'_, T>,
     b: ArrayView2<'_, T>,
     beta: T,
-    mut c: ArrayViewMut2<'_, T>,
+    c: ArrayViewMut2<'_, T>,
 ) -> Result<()> {
-    check_shapes(&a, &b, &c)?;
-    check_scalars(alpha, beta)?;
-    product(alpha, a, b, beta, c.view_mut(), true);
-    Ok(())
+    checked_gemm(alpha, a, b, beta, c, true)
 }
 
 /// [`gemm`] on the calling thread only: for callers that are already
@@ -109,11 +106,23 @@ pub fn gemm_serial<T: Element>(
     a: ArrayView2<'_, T>,
     b: ArrayView2<'_, T>,
     beta: T,
-    mut c: ArrayViewMut2<'_, T>,
+    c: ArrayViewMut2<'_, T>,
+) -> Result<()> {
+    checked_gemm(alpha, a, b, beta, c, false)
+}
+
+/// The checks both entry points make, then the product.
+fn checked_gemm<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    beta: T,
+    c: ArrayViewMut2<'_, T>,
+    parallel: bool,
 ) -> Result<()> {
     check_shapes(&a, &b, &c)?;
     check_scalars(alpha, beta)?;
-    product(alpha, a, b, beta, c.view_mut(), false);
+    product(alpha, a, b, beta, c, parallel);
     Ok(())
 }
 
@@ -194,14 +203,14 @@ fn product<T: Element>(
         Backend::Patchwise => {
             blocked::gemm_blocked(&kernel::selected::<T>(), alpha, a, &b, beta, c, parallel)
         }
-        Backend::MatrixMultiply if !parallel => kernel(alpha, &a, &b, beta, &mut c),
+        Backend::MatrixMultiply if !parallel => matrixmultiply_product(alpha, &a, &b, beta, &mut c),
         Backend::MatrixMultiply if n >= m => {
             c.axis_chunks_iter_mut(Axis(1), BLOCK)
                 .into_par_iter()
                 .enumerate()
                 .for_each(|(j, mut c)| {
                     let b = b.slice(s![.., j * BLOCK..j * BLOCK + c.ncols()]);
-                    kernel(alpha, &a, &b, beta, &mut c);
+                    matrixmultiply_product(alpha, &a, &b, beta, &mut c);
                 });
         }
         Backend::MatrixMultiply => {
@@ -210,7 +219,7 @@ fn product<T: Element>(
                 .enumerate()
                 .for_each(|(i, mut c)| {
                     let a = a.slice(s![i * BLOCK..i * BLOCK + c.nrows(), ..]);
-                    kernel(alpha, &a, &b, beta, &mut c);
+                    matrixmultiply_product(alpha, &a, &b, beta, &mut c);
                 });
         }
     }
@@ -316,8 +325,9 @@ fn im2col_product<T: Element>(
     Ok(())
 }
 
-/// matrixmultiply's single-threaded product on checked shapes.
-fn kernel<T: Element>(
+/// matrixmultiply's single-threaded product on checked shapes with
+/// m, n, k > 0 (the callers handle the trivial ones first).
+fn matrixmultiply_product<T: Element>(
     alpha: T,
     a: &ArrayView2<'_, T>,
     b: &ArrayView2<'_, T>,
@@ -326,17 +336,6 @@ fn kernel<T: Element>(
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if beta == T::ZERO {
-            c.fill(T::ZERO);
-        } else {
-            c.mapv_inplace(|v| beta * v);
-        }
-        return;
-    }
     let (sa, sb) = (a.strides(), b.strides());
     let sc = [c.strides()[0], c.strides()[1]];
     // SAFETY: the views come from ndarray, so each pointer with its strides
