@@ -652,3 +652,20 @@ proptest! {
         check_pool::<f64>(&p, &raw, ties);
     }
 }
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    /// Rows wide enough for several blocks of full windows (the tap-by-tap
+    /// passes run in blocks of 16 outputs), any small window and stride.
+    #[test]
+    fn pooling_wide_rows(planes in 1usize..3, h in 1usize..6, w in 1usize..80, kernel in [1usize..5, 1..5], stride in [1usize..4, 1..4], pad in [0usize..3, 0..3], raw in data(2 * 6 * 80), ties in any::<bool>(), nan_at in prop::option::of(0usize..1000)) {
+        let p = Pool { planes, input: [h, w], kernel, stride, pad };
+        let mut raw = raw;
+        if let Some(i) = nan_at {
+            raw[i % (planes * h * w)] = f64::NAN;
+        }
+        check_pool::<f32>(&p, &raw, ties);
+        check_pool::<f64>(&p, &raw, ties);
+    }
+}
