@@ -373,10 +373,11 @@ fn pool_bench(op: &'static str, shape: String, p: PoolShape, kind: PoolKind, bac
     let (_, avg_cache) = pool::avg_forward(x.view(), &params).expect("valid");
     let out_len = out.len();
     let dout = array4([n, c, out.dim().2, out.dim().3], 9);
-    // Bytes: forward reads x, writes out (+ the u32 arg-max for max);
-    // backward reads dout (+ arg-max) and writes dx.
+    // Bytes: forward reads x, writes out (+ the arg-max for max: one byte
+    // per output for these windows); backward reads dout (+ arg-max) and
+    // writes dx.
     let argmax_bytes = if kind == PoolKind::Max {
-        4.0 * out_len as f64
+        out_len as f64
     } else {
         0.0
     };

@@ -86,35 +86,35 @@ pub fn selected() -> Isa {
     })
 }
 
-/// Defines `fn $name<T: Element>(args)` whose body is compiled once per
+/// Defines `fn $name<generics>(args) -> ret` whose body is compiled once per
 /// instruction set, each copy under `#[target_feature]`, and runs the copy
 /// for the set [`selected`] picks: plain loops are then auto-vectorised with
 /// AVX2 or AVX-512 where the CPU has them, and the forced-ISA test runs
 /// cover every copy. The body must be free of `return` (it is inlined).
 macro_rules! multiversion {
-    ($(#[$meta:meta])* fn $name:ident<T: Element>($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$meta:meta])* fn $name:ident<$($g:ident: $b:path),+>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
-        fn $name<T: Element>($($arg: $ty),*) {
+        fn $name<$($g: $b),+>($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn body<T: Element>($($arg: $ty),*) $body
+            fn body<$($g: $b),+>($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2<T: Element>($($arg: $ty),*) {
-                body($($arg),*)
+            unsafe fn avx2<$($g: $b),+>($($arg: $ty),*) $(-> $ret)? {
+                body::<$($g),+>($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f")]
-            unsafe fn avx512<T: Element>($($arg: $ty),*) {
-                body($($arg),*)
+            unsafe fn avx512<$($g: $b),+>($($arg: $ty),*) $(-> $ret)? {
+                body::<$($g),+>($($arg),*)
             }
             match $crate::isa::selected() {
                 // SAFETY: `selected` only returns sets the CPU supports.
                 #[cfg(target_arch = "x86_64")]
-                $crate::isa::Isa::Avx512 => unsafe { avx512($($arg),*) },
+                $crate::isa::Isa::Avx512 => unsafe { avx512::<$($g),+>($($arg),*) },
                 // SAFETY: as above.
                 #[cfg(target_arch = "x86_64")]
-                $crate::isa::Isa::Avx2Fma => unsafe { avx2($($arg),*) },
-                _ => body($($arg),*),
+                $crate::isa::Isa::Avx2Fma => unsafe { avx2::<$($g),+>($($arg),*) },
+                _ => body::<$($g),+>($($arg),*),
             }
         }
     };

@@ -28,4 +28,4 @@ pub use gemm::{gemm, gemm_engine, gemm_im2col, gemm_im2col_serial, gemm_serial};
 pub use geometry::Window2d;
 pub use im2col::{col2im, col2im_batch, im2col, im2col_batch};
 pub use isa::{selected as selected_isa, Isa};
-pub use pool::{avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward};
+pub use pool::{avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward, ArgIndex};

@@ -202,6 +202,11 @@ fn pool() -> impl Strategy<Value = Pool> {
         })
 }
 
+/// The bit patterns of a float slice (compares NaN and signed zeros exactly).
+fn bits_of<T: Element>(v: &[T]) -> Vec<u64> {
+    v.iter().map(|&x| Element::to_f64(x).to_bits()).collect()
+}
+
 fn check_pool<T: Real>(p: &Pool, raw: &[f64], ties: bool) {
     let [h, w] = p.input;
     let geom = match Window2d::pooling(p.input, p.kernel, p.stride, p.pad) {
@@ -225,8 +230,17 @@ fn check_pool<T: Real>(p: &Pool, raw: &[f64], ties: bool) {
         pad: p.pad,
     };
     let n_out = p.planes * geom.output_len();
-    let (mut out, mut arg) = (vec![<T as Element>::ZERO; n_out], vec![0u32; n_out]);
+    let (mut out, mut arg) = (vec![<T as Element>::ZERO; n_out], vec![0u8; n_out]);
     max_pool2d_forward(x.as_slice().unwrap(), p.planes, &geom, &mut out, &mut arg).unwrap();
+    // Every arg-max index type records the same taps.
+    let (mut out16, mut arg16) = (vec![<T as Element>::ZERO; n_out], vec![0u16; n_out]);
+    max_pool2d_forward(x.as_slice().unwrap(), p.planes, &geom, &mut out16, &mut arg16).unwrap();
+    let (mut out32, mut arg32) = (vec![<T as Element>::ZERO; n_out], vec![0u32; n_out]);
+    max_pool2d_forward(x.as_slice().unwrap(), p.planes, &geom, &mut out32, &mut arg32).unwrap();
+    assert!(arg.iter().zip(&arg16).all(|(&a, &b)| u16::from(a) == b));
+    assert!(arg.iter().zip(&arg32).all(|(&a, &b)| u32::from(a) == b));
+    assert_eq!(bits_of(&out), bits_of(&out16));
+    assert_eq!(bits_of(&out), bits_of(&out32));
     let expected = reference::max_pool_forward(x.view(), &rp);
     let same = |a: &T, b: &T| a == b || (reference::Real::is_nan(*a) && reference::Real::is_nan(*b));
     assert!(
@@ -243,6 +257,9 @@ fn check_pool<T: Real>(p: &Pool, raw: &[f64], ties: bool) {
     .unwrap();
     let mut dx = vec![<T as Element>::from_f64(3.0); x.len()];
     max_pool2d_backward(dout.as_slice().unwrap(), &arg, p.planes, &geom, &mut dx).unwrap();
+    let mut dx32 = vec![<T as Element>::from_f64(3.0); x.len()];
+    max_pool2d_backward(dout.as_slice().unwrap(), &arg32, p.planes, &geom, &mut dx32).unwrap();
+    assert_eq!(bits_of(&dx), bits_of(&dx32));
     let expected = reference::max_pool_backward(dout.view(), x.view(), &rp);
     let bound = reference::max_pool_backward(dout.mapv(|v| reference::Real::abs(v)).view(), x.view(), &rp);
     assert_within(
@@ -380,7 +397,7 @@ fn kernels_are_deterministic_across_thread_counts() {
     let x = raw(planes * pg.input_len(), 17);
     assert_deterministic("pooling", || {
         let n_out = planes * pg.output_len();
-        let (mut out, mut arg, mut avg) = (vec![0.0f32; n_out], vec![0u32; n_out], vec![0.0f32; n_out]);
+        let (mut out, mut arg, mut avg) = (vec![0.0f32; n_out], vec![0u8; n_out], vec![0.0f32; n_out]);
         max_pool2d_forward(&x, planes, &pg, &mut out, &mut arg).unwrap();
         avg_pool2d_forward(&x, planes, &pg, false, &mut avg).unwrap();
         let (mut dx, mut dxa) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
@@ -507,13 +524,37 @@ fn bad_buffers_are_errors() {
 
     let pg = Window2d::pooling([2, 2], [2, 2], [2, 2], [0, 0]).unwrap();
     let mut dx = [0.0f32; 4];
-    let bad = max_pool2d_backward(&[1.0f32], &[4], 1, &pg, &mut dx);
+    let bad = max_pool2d_backward(&[1.0f32], &[4u8], 1, &pg, &mut dx);
     assert!(
         matches!(bad, Err(Error::Parameter { arg: "argmax", .. })),
         "{bad:?}"
     );
+    // A tap on the padding of a border window (tap 0 of the top-left 3×3
+    // window with pad 1), and a tap beyond the window.
+    let padded = Window2d::pooling([4, 4], [3, 3], [2, 2], [1, 1]).unwrap();
+    let mut dx = [0.0f32; 16];
+    for tap in [0u8, 9] {
+        let bad = max_pool2d_backward(&[1.0f32; 4], &[tap, 4, 4, 4], 1, &padded, &mut dx);
+        assert_eq!(
+            bad.unwrap_err().to_string(),
+            format!("argmax: expected taps < 9 that fall on a real pixel of their 3×3 window, got {tap}")
+        );
+    }
+    // An index type too narrow for the window: 17×16 = 272 taps in a u8.
+    let wide = Window2d::pooling([17, 16], [17, 16], [1, 1], [0, 0]).unwrap();
     assert!(matches!(
-        max_pool2d_forward(&[0.0f32; 4], 1, &pg, &mut [0.0; 2], &mut [0; 1]),
+        max_pool2d_forward(&[0.0f32; 272], 1, &wide, &mut [0.0], &mut [0u8]),
+        Err(Error::Parameter { arg: "argmax", .. })
+    ));
+    assert!(max_pool2d_forward(&[0.0f32; 272], 1, &wide, &mut [0.0], &mut [0u16]).is_ok());
+    // A convolution geometry (dilated) is not a pooling geometry.
+    let dilated = Window2d::new([5, 5], [2, 2], [1, 1], [0, 0], [2, 2]).unwrap();
+    assert!(matches!(
+        avg_pool2d_forward(&[0.0f32; 25], 1, &dilated, true, &mut [0.0; 9]),
+        Err(Error::Parameter { arg: "geom", .. })
+    ));
+    assert!(matches!(
+        max_pool2d_forward(&[0.0f32; 4], 1, &pg, &mut [0.0; 2], &mut [0u8; 1]),
         Err(Error::Shape { arg: "out", .. })
     ));
 }

@@ -23,7 +23,7 @@ use crate::{check, Element, Result};
 use ndarray::{Array4, ArrayView4};
 use patchwise_kernels::{
     avg_pool2d_backward, avg_pool2d_forward, checked_product, max_pool2d_backward, max_pool2d_forward,
-    Window2d,
+    ArgIndex, Window2d,
 };
 
 /// The seed's `pool_param` (pool_height, pool_width, stride), extended with
@@ -81,9 +81,50 @@ impl PoolParams {
 /// What max pooling's backward pass needs: the arg-max of every window.
 #[derive(Clone, Debug)]
 pub struct MaxPoolCache {
-    argmax: Vec<u32>,
+    argmax: ArgMax,
     input: [usize; 4],
     geom: Window2d,
+}
+
+/// The arg-max taps in the narrowest type that numbers the window's taps:
+/// one byte per output for windows up to 16×16.
+#[derive(Clone, Debug)]
+enum ArgMax {
+    Byte(Vec<u8>),
+    Short(Vec<u16>),
+    Word(Vec<u32>),
+}
+
+impl ArgMax {
+    /// Max-pools `x` into `out`, recording the arg-max.
+    fn forward<T: Element>(x: &[T], planes: usize, geom: &Window2d, out: &mut [T]) -> Result<Self> {
+        fn run<T: Element, I: ArgIndex>(
+            x: &[T],
+            planes: usize,
+            geom: &Window2d,
+            out: &mut [T],
+        ) -> Result<Vec<I>> {
+            let mut argmax = vec![I::default(); out.len()];
+            max_pool2d_forward(x, planes, geom, out, &mut argmax)?;
+            Ok(argmax)
+        }
+        let taps = geom.kernel_len();
+        Ok(if taps <= 1 << 8 {
+            ArgMax::Byte(run(x, planes, geom, out)?)
+        } else if taps <= 1 << 16 {
+            ArgMax::Short(run(x, planes, geom, out)?)
+        } else {
+            ArgMax::Word(run(x, planes, geom, out)?)
+        })
+    }
+
+    fn backward<T: Element>(&self, dout: &[T], planes: usize, geom: &Window2d, dx: &mut [T]) -> Result<()> {
+        Ok(match self {
+            ArgMax::Byte(a) => max_pool2d_backward(dout, a, planes, geom, dx),
+            ArgMax::Short(a) => max_pool2d_backward(dout, a, planes, geom, dx),
+            ArgMax::Word(a) => max_pool2d_backward(dout, a, planes, geom, dx),
+        }?)
+    }
 }
 
 /// What average pooling's backward pass needs.
@@ -114,14 +155,12 @@ pub fn max_forward<T: Element>(
     params: &PoolParams,
 ) -> Result<(Array4<T>, MaxPoolCache)> {
     let (geom, planes, mut out) = setup(&x, params)?;
-    let mut argmax = vec![0u32; out.len()];
     let x_std = x.as_standard_layout();
-    max_pool2d_forward(
+    let argmax = ArgMax::forward(
         x_std.as_slice().expect("standard layout"),
         planes,
         &geom,
         out.as_slice_mut().expect("fresh array"),
-        &mut argmax,
     )?;
     let (n, c, h, w) = x.dim();
     Ok((
@@ -147,9 +186,8 @@ pub fn max_backward<T: Element>(dout: ArrayView4<'_, T>, cache: &MaxPoolCache) -
     let mut dx = Array4::zeros(cache.input);
     let dout = dout.as_standard_layout();
     let planes = cache.input[0] * cache.input[1];
-    max_pool2d_backward(
+    cache.argmax.backward(
         dout.as_slice().expect("standard layout"),
-        &cache.argmax,
         planes,
         &cache.geom,
         dx.as_slice_mut().expect("fresh array"),

@@ -1,7 +1,6 @@
 //! Average pooling, forward and backward.
 
-use super::phase::{padded, PhaseBand};
-use super::{for_each_plane, plane_counts, Spans};
+use super::{for_each_plane, plane_counts, Scratch, Spans};
 use crate::error::{check_len, Result};
 use crate::isa::multiversion;
 use crate::{Element, Window2d};
@@ -37,15 +36,21 @@ pub fn avg_pool2d_forward<T: Element>(
         // Every window full: a straight pass over row pairs (vectorisable),
         // summing in the same order as the general path.
         let ow = geom.output()[1];
-        for_each_plane(x, in_len, out, &mut no_aux, out_len, |x, out, _| {
-            avg_plane_2x2_stride2(x, width, ow, out)
-        });
+        for_each_plane(
+            (x, in_len),
+            (out, &mut no_aux, out_len),
+            || (),
+            |_, x, out, _| avg_plane_2x2_stride2(x, width, ow, out),
+        );
         return Ok(());
     }
     let spans = Spans::new(geom);
-    for_each_plane(x, in_len, out, &mut no_aux, out_len, |x, out, _| {
-        avg_plane(x, geom, &spans, count_include_pad, out)
-    });
+    for_each_plane(
+        (x, in_len),
+        (out, &mut no_aux, out_len),
+        || Scratch::new(geom, &spans),
+        |scratch, x, out, _| avg_plane(x, geom, &spans, count_include_pad, scratch, out),
+    );
     Ok(())
 }
 
@@ -67,14 +72,20 @@ multiversion! {
 /// Average pooling of one plane: border windows one by one, the full windows
 /// of each output row tap by tap over the row, summing every window in
 /// row-major order from zero.
-fn avg_plane<T: Element>(x: &[T], geom: &Window2d, spans: &Spans, include: bool, out: &mut [T]) {
+fn avg_plane<T: Element>(
+    x: &[T],
+    geom: &Window2d,
+    spans: &Spans,
+    include: bool,
+    scratch: &mut Scratch<T>,
+    out: &mut [T],
+) {
     let (width, kw) = (geom.input()[1], geom.kernel()[1]);
     let ow = spans.cols.len();
     let full = spans.full.clone();
     let (left, right) = spans.border();
-    let mut band = PhaseBand::new(width, geom.stride()[1], geom.kernel()[0]);
-    let n = padded(full.len());
-    let mut sums = vec![T::ZERO; n];
+    let Scratch { band, values: sums, .. } = scratch;
+    let n = sums.len();
     for (&(y0, ny), out_row) in spans.rows.iter().zip(out.chunks_exact_mut(ow)) {
         for xo in left.clone().chain(right.clone()) {
             let (x0, nx) = spans.cols[xo];
@@ -94,11 +105,11 @@ fn avg_plane<T: Element>(x: &[T], geom: &Window2d, spans: &Spans, include: bool,
         let x0 = spans.cols[full.start].0;
         for i in 0..ny {
             for j in 0..kw {
-                add_blocks(&mut sums, band.taps(i, x0 + j, n));
+                add_blocks(sums, band.taps(i, x0 + j, n));
             }
         }
         let d = divisor::<T>(geom, ny * kw, include);
-        for (o, &s) in out_row[full.clone()].iter_mut().zip(&sums) {
+        for (o, &s) in out_row[full.clone()].iter_mut().zip(sums.iter()) {
             *o = s / d;
         }
     }
@@ -133,12 +144,24 @@ pub fn avg_pool2d_backward<T: Element>(
         dx.fill(T::ZERO);
         return Ok(());
     }
-    let spans = Spans::new(geom);
     let mut no_aux = vec![(); dx.len()];
+    if geom.kernel() == [2, 2] && geom.stride() == [2, 2] && geom.pad() == [0, 0] {
+        for_each_plane(
+            (dout, out_len),
+            (dx, &mut no_aux, in_len),
+            || (),
+            |_, dout, dx, _| avg_plane_backward_2x2_stride2(dout, geom, dx),
+        );
+        return Ok(());
+    }
+    let spans = Spans::new(geom);
     // Parallel over planes of dx (the output of this pass).
-    for_each_plane(dout, out_len, dx, &mut no_aux, in_len, |dout, dx, _| {
-        avg_plane_backward(dout, geom, &spans, count_include_pad, dx)
-    });
+    for_each_plane(
+        (dout, out_len),
+        (dx, &mut no_aux, in_len),
+        || Scratch::new(geom, &spans),
+        |scratch, dout, dx, _| avg_plane_backward(dout, geom, &spans, count_include_pad, scratch, dx),
+    );
     Ok(())
 }
 
@@ -147,16 +170,27 @@ multiversion! {
 /// shares in window order (output rows, then columns): border windows
 /// scatter one by one; the full windows of an output row add tap by tap in
 /// descending tap column, which for any one pixel is ascending window order.
-fn avg_plane_backward<T: Element>(dout: &[T], geom: &Window2d, spans: &Spans, include: bool, dx: &mut [T]) {
+fn avg_plane_backward<T: Element>(
+    dout: &[T],
+    geom: &Window2d,
+    spans: &Spans,
+    include: bool,
+    scratch: &mut Scratch<T>,
+    dx: &mut [T],
+) {
     let (width, kw) = (geom.input()[1], geom.kernel()[1]);
     let ow = spans.cols.len();
     let full = spans.full.clone();
     let (left, right) = spans.border();
-    let mut band = PhaseBand::new(width, geom.stride()[1], geom.kernel()[0]);
-    let mut shares = vec![T::ZERO; ow];
+    let Scratch {
+        band,
+        values: full_shares,
+        row: shares,
+        ..
+    } = scratch;
     // The full windows' shares in whole blocks, padded with −0: adding −0
     // leaves every value unchanged (even −0), so the slack changes nothing.
-    let mut full_shares = vec![-T::ZERO; padded(full.len())];
+    full_shares[full.len()..].fill(-T::ZERO);
     dx.fill(T::ZERO);
     for (&(y0, ny), dout_row) in spans.rows.iter().zip(dout.chunks_exact(ow)) {
         for ((share, &d), &(_, nx)) in shares.iter_mut().zip(dout_row).zip(&spans.cols) {
@@ -177,12 +211,35 @@ fn avg_plane_backward<T: Element>(dout: &[T], geom: &Window2d, spans: &Spans, in
             let x0 = spans.cols[full.start].0;
             for i in 0..ny {
                 for j in (0..kw).rev() {
-                    add_blocks(band.taps_mut(i, x0 + j, full_shares.len()), &full_shares);
+                    add_blocks(band.taps_mut(i, x0 + j, full_shares.len()), full_shares);
                 }
             }
             band.store(dx, y0, ny);
         }
         right.clone().for_each(|xo| scatter(dx, xo));
+    }
+}
+}
+
+multiversion! {
+/// Backward of one plane of 2×2 / stride-2 / unpadded windows: they do not
+/// overlap, so each pixel is written once, in one pass with no zero fill
+/// first: `0 + share`, the same bits as the general path's fill and add.
+fn avg_plane_backward_2x2_stride2<T: Element>(dout: &[T], geom: &Window2d, dx: &mut [T]) {
+    let ([oh, ow], width) = (geom.output(), geom.input()[1]);
+    let quarter = T::from_usize(4);
+    for (y, row) in dx.chunks_exact_mut(width).enumerate() {
+        if y >= 2 * oh {
+            row.fill(T::ZERO);
+            continue;
+        }
+        let (pairs, rest) = row.split_at_mut(2 * ow);
+        for (pair, &d) in pairs.chunks_exact_mut(2).zip(&dout[y / 2 * ow..][..ow]) {
+            let share = T::ZERO + d / quarter;
+            pair[0] = share;
+            pair[1] = share;
+        }
+        rest.fill(T::ZERO);
     }
 }
 }

@@ -1,55 +1,107 @@
-//! Max pooling: forward with arg-max, backward by scatter to the arg-max.
+//! Max pooling: forward with a compact arg-max, backward by scatter to it.
 
-use super::phase::{padded, PhaseBand};
-use super::{for_each_plane, plane_counts, Spans, PARALLEL_MIN_ELEMENTS};
+use super::{for_each_plane, plane_counts, Scratch, Spans, PARALLEL_MIN_ELEMENTS};
 use crate::error::{check_len, Error, Result};
 use crate::isa::multiversion;
 use crate::{Element, Window2d};
 use rayon::prelude::*;
+use std::fmt::Debug;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for u8 {}
+    impl Sealed for u16 {}
+    impl Sealed for u32 {}
+}
+
+/// The type of a max-pooling arg-max: the position of a window's maximum
+/// within the window, the tap `i·KW + j` (row i, column j of the KH×KW
+/// window, padding included in the numbering). Implemented for `u8`
+/// (windows of up to 256 taps: one byte per output), `u16` and `u32`.
+pub trait ArgIndex: sealed::Sealed + Copy + Default + Debug + Send + Sync + 'static {
+    /// The largest tap this type holds.
+    const MAX_TAP: usize;
+    /// The tap `t` (`t <= MAX_TAP`).
+    #[doc(hidden)]
+    fn from_tap(t: u32) -> Self;
+    /// The tap as an index.
+    #[doc(hidden)]
+    fn tap(self) -> usize;
+}
+
+macro_rules! arg_index {
+    ($($t:ty),*) => {$(
+        impl ArgIndex for $t {
+            const MAX_TAP: usize = <$t>::MAX as usize;
+            #[inline(always)]
+            fn from_tap(t: u32) -> Self {
+                t as $t
+            }
+            #[inline(always)]
+            fn tap(self) -> usize {
+                self as usize
+            }
+        }
+    )*};
+}
+arg_index!(u8, u16, u32);
 
 /// Max-pooling forward pass: `out` gets each window's maximum and `argmax`
-/// its position within the plane (`y·W + x`).
+/// where in the window it lies (see [`ArgIndex`]).
 ///
 /// `x` holds planes·H·W values; `out` and `argmax` planes·OH·OW.
 ///
 /// # Errors
-/// [`Error::Shape`] on wrong slice lengths; [`Error::Overflow`] if a plane has
-/// more than `u32::MAX` pixels.
+/// [`Error::Shape`] on wrong slice lengths; [`Error::Parameter`] if `geom` is
+/// not a pooling geometry or `I` cannot number the window's taps.
 ///
 /// ```
 /// use patchwise_kernels::{max_pool2d_forward, Window2d};
 /// let g = Window2d::pooling([2, 2], [2, 2], [2, 2], [0, 0]).unwrap();
-/// let (mut out, mut arg) = ([0.0f32], [0u32]);
+/// let (mut out, mut arg) = ([0.0f32], [0u8]);
 /// max_pool2d_forward(&[1.0, 4.0, 3.0, 2.0], 1, &g, &mut out, &mut arg).unwrap();
-/// assert_eq!((out, arg), ([4.0], [1]));
+/// assert_eq!((out, arg), ([4.0], [1])); // tap 1: row 0, column 1
 /// ```
-pub fn max_pool2d_forward<T: Element>(
+pub fn max_pool2d_forward<T: Element, I: ArgIndex>(
     x: &[T],
     planes: usize,
     geom: &Window2d,
     out: &mut [T],
-    argmax: &mut [u32],
+    argmax: &mut [I],
 ) -> Result<()> {
     let (in_len, out_len) = plane_counts(planes, geom)?;
-    if u32::try_from(in_len).is_err() {
-        return Err(Error::Overflow {
-            what: "pixels per plane (max pooling indexes them with u32)",
-        });
-    }
+    check_taps::<I>(geom)?;
     check_len("x", x.len(), planes * in_len)?;
     check_len("out", out.len(), planes * out_len)?;
     check_len("argmax", argmax.len(), planes * out_len)?;
     if geom.kernel() == [2, 2] && geom.stride() == [2, 2] && geom.pad() == [0, 0] {
         let (width, ow) = (geom.input()[1], geom.output()[1]);
-        for_each_plane(x, in_len, out, argmax, out_len, |x, out, arg| {
-            max_plane_2x2_stride2(x, width, ow, out, arg)
-        });
+        for_each_plane(
+            (x, in_len),
+            (out, argmax, out_len),
+            || (),
+            |_, x, out, arg| max_plane_2x2_stride2(x, width, ow, out, arg),
+        );
         return Ok(());
     }
     let spans = Spans::new(geom);
-    for_each_plane(x, in_len, out, argmax, out_len, |x, out, arg| {
-        max_plane(x, geom, &spans, out, arg)
-    });
+    for_each_plane(
+        (x, in_len),
+        (out, argmax, out_len),
+        || Scratch::new(geom, &spans),
+        |scratch, x, out, arg| max_plane(x, geom, &spans, scratch, out, arg),
+    );
+    Ok(())
+}
+
+fn check_taps<I: ArgIndex>(geom: &Window2d) -> Result<()> {
+    if geom.kernel_len() - 1 > I::MAX_TAP {
+        return Err(Error::parameter(
+            "argmax",
+            format!("an index type numbering {} window taps", geom.kernel_len()),
+            std::any::type_name::<I>(),
+        ));
+    }
     Ok(())
 }
 
@@ -62,63 +114,69 @@ fn takes_over<T: Element>(v: T, best: T) -> bool {
 }
 
 /// The maximum of the window rows `y0..y0 + ny`, columns `x0..x0 + nx` of a
-/// plane, and its index: the first maximum in row-major order, or the first
-/// NaN.
+/// plane, and its tap: the first maximum in row-major order, or the first
+/// NaN. `skip` = the padding taps above and left of `(y0, x0)`.
 fn window_max<T: Element>(
     x: &[T],
     width: usize,
+    kw: usize,
     (y0, ny): (usize, usize),
     (x0, nx): (usize, usize),
+    skip: (usize, usize),
 ) -> (T, usize) {
-    let mut best = y0 * width + x0;
-    let mut best_value = x[best];
-    for yy in y0..y0 + ny {
-        let line = &x[yy * width + x0..yy * width + x0 + nx];
-        for (xx, &v) in line.iter().enumerate() {
+    let (mut best_value, mut best) = (x[y0 * width + x0], (0, 0));
+    for i in 0..ny {
+        for (j, &v) in x[(y0 + i) * width + x0..][..nx].iter().enumerate() {
             let take = takes_over(v, best_value);
             best_value = if take { v } else { best_value };
-            best = if take { yy * width + x0 + xx } else { best };
+            best = if take { (i, j) } else { best };
         }
     }
-    (best_value, best)
+    (best_value, (skip.0 + best.0) * kw + skip.1 + best.1)
 }
 
 /// One tap of the full windows of an output row: `taps[k]` is the tap's
-/// pixel in window k, at plane index `first + k·step`. A plain loop over a
-/// whole number of blocks, which the compiler vectorises with no tail.
+/// pixel in window k. A plain loop over a whole number of blocks, which the
+/// compiler vectorises with no tail.
 #[inline(always)]
-fn max_update<T: Element>(best: &mut [T], at: &mut [u32], taps: &[T], first: u32, step: u32) {
-    let mut index = first;
+fn max_update<T: Element>(best: &mut [T], at: &mut [u32], taps: &[T], tap: u32) {
     for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(taps) {
         let take = takes_over(v, *b);
         *b = if take { v } else { *b };
-        *a = if take { index } else { *a };
-        index = index.wrapping_add(step);
+        *a = if take { tap } else { *a };
     }
 }
 
 multiversion! {
 /// Max pooling of one plane: border windows one by one, the full windows of
-/// each output row tap by tap over the row (see [`PhaseBand`]), in the same
+/// each output row tap by tap over the row (see [`PhaseBand`](super::phase::PhaseBand)), in the same
 /// row-major tap order.
-fn max_plane<T: Element>(x: &[T], geom: &Window2d, spans: &Spans, out: &mut [T], argmax: &mut [u32]) {
-    let (width, kw, stride) = (geom.input()[1], geom.kernel()[1], geom.stride()[1]);
+fn max_plane<T: Element, I: ArgIndex>(
+    x: &[T],
+    geom: &Window2d,
+    spans: &Spans,
+    scratch: &mut Scratch<T>,
+    out: &mut [T],
+    argmax: &mut [I],
+) {
+    let (width, kw) = (geom.input()[1], geom.kernel()[1]);
     let ow = spans.cols.len();
     let full = spans.full.clone();
     let (left, right) = spans.border();
-    let mut band = PhaseBand::new(width, stride, geom.kernel()[0]);
-    let n = padded(full.len());
-    let (mut best, mut at) = (vec![T::ZERO; n], vec![0u32; n]);
-    for ((&(y0, ny), out_row), arg_row) in spans
+    let Scratch { band, values: best, taps: at, .. } = scratch;
+    let n = best.len();
+    for (((&(y0, ny), &skip_y), out_row), arg_row) in spans
         .rows
         .iter()
+        .zip(&spans.row_skip)
         .zip(out.chunks_exact_mut(ow))
         .zip(argmax.chunks_exact_mut(ow))
     {
         for xo in left.clone().chain(right.clone()) {
-            let (value, index) = window_max(x, width, (y0, ny), spans.cols[xo]);
+            let skip = (skip_y, spans.col_skip[xo]);
+            let (value, tap) = window_max(x, width, kw, (y0, ny), spans.cols[xo], skip);
             out_row[xo] = value;
-            arg_row[xo] = index as u32;
+            arg_row[xo] = I::from_tap(tap as u32);
         }
         if full.is_empty() {
             continue;
@@ -128,23 +186,20 @@ fn max_plane<T: Element>(x: &[T], geom: &Window2d, spans: &Spans, out: &mut [T],
         for i in 0..ny {
             for j in 0..kw {
                 let taps = band.taps(i, x0 + j, n);
-                // Plane indices fit u32 (checked by the caller); the slack
-                // lanes may wrap, harmlessly.
-                let first = ((y0 + i) * width + x0 + j) as u32;
+                // Fits: the caller checked the taps against I (<= u32).
+                let tap = ((skip_y + i) * kw + j) as u32;
                 if i == 0 && j == 0 {
                     best.copy_from_slice(taps);
-                    let mut index = first;
-                    for a in at.iter_mut() {
-                        *a = index;
-                        index = index.wrapping_add(stride as u32);
-                    }
+                    at.fill(tap);
                 } else {
-                    max_update(&mut best, &mut at, taps, first, stride as u32);
+                    max_update(best, at, taps, tap);
                 }
             }
         }
         out_row[full.clone()].copy_from_slice(&best[..full.len()]);
-        arg_row[full.clone()].copy_from_slice(&at[..full.len()]);
+        for (a, &t) in arg_row[full.clone()].iter_mut().zip(at.iter()) {
+            *a = I::from_tap(t);
+        }
     }
 }
 }
@@ -153,32 +208,23 @@ multiversion! {
 /// Max pooling of one plane with 2×2 windows, stride 2, no padding — the
 /// most common case: every window is full, so each output row is a plain
 /// pass over two input rows that the compiler can vectorise.
-fn max_plane_2x2_stride2<T: Element>(x: &[T], width: usize, ow: usize, out: &mut [T], argmax: &mut [u32]) {
-    let below = width as u32;
+fn max_plane_2x2_stride2<T: Element, I: ArgIndex>(x: &[T], width: usize, ow: usize, out: &mut [T], argmax: &mut [I]) {
     for (y, (out_row, arg_row)) in out
         .chunks_exact_mut(ow)
         .zip(argmax.chunks_exact_mut(ow))
         .enumerate()
     {
-        let top = &x[2 * y * width..][..2 * ow];
-        let bottom = &x[(2 * y + 1) * width..][..2 * ow];
-        // Plane sizes fit u32 (checked by the caller).
-        let base = (2 * y * width) as u32;
-        let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
-        for (k, ((o, a), (t, b))) in out_row
-            .iter_mut()
-            .zip(arg_row.iter_mut())
-            .zip(windows)
-            .enumerate()
-        {
-            let (mut best, mut offset) = (t[0], 0);
-            for (v, at) in [(t[1], 1), (b[0], below), (b[1], below + 1)] {
+        let top = x[2 * y * width..][..2 * ow].chunks_exact(2);
+        let bottom = x[(2 * y + 1) * width..][..2 * ow].chunks_exact(2);
+        for ((o, a), (t, b)) in out_row.iter_mut().zip(arg_row.iter_mut()).zip(top.zip(bottom)) {
+            let (mut best, mut tap) = (t[0], 0);
+            for (v, at) in [(t[1], 1), (b[0], 2), (b[1], 3)] {
                 let take = takes_over(v, best);
                 best = if take { v } else { best };
-                offset = if take { at } else { offset };
+                tap = if take { at } else { tap };
             }
             *o = best;
-            *a = base + 2 * k as u32 + offset;
+            *a = I::from_tap(tap);
         }
     }
 }
@@ -188,11 +234,11 @@ fn max_plane_2x2_stride2<T: Element>(x: &[T], width: usize, ow: usize, out: &mut
 /// each `dout` added at its window's recorded arg-max.
 ///
 /// # Errors
-/// [`Error::Shape`] on wrong slice lengths, [`Error::Parameter`] if an
-/// arg-max index lies outside its plane.
-pub fn max_pool2d_backward<T: Element>(
+/// [`Error::Shape`] on wrong slice lengths; [`Error::Parameter`] if `geom`
+/// is not a pooling geometry or an arg-max names no real pixel of its window.
+pub fn max_pool2d_backward<T: Element, I: ArgIndex>(
     dout: &[T],
-    argmax: &[u32],
+    argmax: &[I],
     planes: usize,
     geom: &Window2d,
     dx: &mut [T],
@@ -201,33 +247,109 @@ pub fn max_pool2d_backward<T: Element>(
     check_len("dout", dout.len(), planes * out_len)?;
     check_len("argmax", argmax.len(), planes * out_len)?;
     check_len("dx", dx.len(), planes * in_len)?;
-    if let Some(&bad) = argmax.iter().find(|&&a| a as usize >= in_len) {
-        return Err(Error::parameter(
-            "argmax",
-            format!("indices < {in_len} (pixels per plane)"),
-            bad,
-        ));
-    }
-    if in_len == 0 || out_len == 0 {
-        dx.fill(T::ZERO);
+    if planes == 0 {
         return Ok(());
     }
-    // Each task zeroes its own plane, so the fill is parallel and the plane
-    // is still in cache for the scatter.
-    let run = |(dx, (dout, arg)): (&mut [T], (&[T], &[u32]))| {
-        dx.fill(T::ZERO);
-        for (&d, &a) in dout.iter().zip(arg) {
-            dx[a as usize] += d;
+    let spans = Spans::new(geom);
+    let non_overlapping = geom.kernel() == [2, 2] && geom.stride() == [2, 2] && geom.pad() == [0, 0];
+    if non_overlapping {
+        if let Some(bad) = argmax.iter().find(|a| a.tap() >= 4) {
+            return Err(bad_tap(geom, bad));
+        }
+    }
+    let run = |(dx, (dout, arg)): (&mut [T], (&[T], &[I]))| {
+        if non_overlapping {
+            max_plane_backward_2x2_stride2(dout, arg, geom, dx);
+            Ok(())
+        } else {
+            max_plane_backward(dout, arg, geom, &spans, dx)
         }
     };
     if dx.len() < PARALLEL_MIN_ELEMENTS || rayon::current_num_threads() == 1 {
         dx.chunks_mut(in_len)
             .zip(dout.chunks(out_len).zip(argmax.chunks(out_len)))
-            .for_each(run);
+            .try_for_each(run)
     } else {
         dx.par_chunks_mut(in_len)
             .zip(dout.par_chunks(out_len).zip(argmax.par_chunks(out_len)))
-            .for_each(run);
+            .try_for_each(run)
+    }
+}
+
+fn bad_tap<I: ArgIndex>(geom: &Window2d, tap: &I) -> Error {
+    let [kh, kw] = geom.kernel();
+    Error::parameter(
+        "argmax",
+        format!(
+            "taps < {} that fall on a real pixel of their {kh}×{kw} window",
+            kh * kw
+        ),
+        tap.tap(),
+    )
+}
+
+/// Backward of one plane: zero it, then add each `dout` at its arg-max
+/// (the plane stays in cache between the two).
+fn max_plane_backward<T: Element, I: ArgIndex>(
+    dout: &[T],
+    argmax: &[I],
+    geom: &Window2d,
+    spans: &Spans,
+    dx: &mut [T],
+) -> Result<()> {
+    dx.fill(T::ZERO);
+    let (width, kw) = (geom.input()[1], geom.kernel()[1]);
+    // Tap → (row, column) in the window, without a division per output.
+    let rows_of: Vec<usize> = (0..geom.kernel_len()).map(|t| t / kw).collect();
+    let cols_of: Vec<usize> = (0..geom.kernel_len()).map(|t| t % kw).collect();
+    let ow = spans.cols.len();
+    for (((&(y0, ny), &skip_y), dout_row), arg_row) in spans
+        .rows
+        .iter()
+        .zip(&spans.row_skip)
+        .zip(dout.chunks_exact(ow))
+        .zip(argmax.chunks_exact(ow))
+    {
+        for (((&d, &a), &(x0, nx)), &skip_x) in
+            dout_row.iter().zip(arg_row).zip(&spans.cols).zip(&spans.col_skip)
+        {
+            let tap = a.tap();
+            let (Some(&i), Some(&j)) = (rows_of.get(tap), cols_of.get(tap)) else {
+                return Err(bad_tap(geom, &a));
+            };
+            // Wrapping: a tap on padding becomes a huge index, caught below.
+            let (y, x) = (i.wrapping_sub(skip_y), j.wrapping_sub(skip_x));
+            if y >= ny || x >= nx {
+                return Err(bad_tap(geom, &a));
+            }
+            dx[(y0 + y) * width + x0 + x] += d;
+        }
     }
     Ok(())
+}
+
+multiversion! {
+/// Backward of one plane of 2×2 / stride-2 / unpadded windows: they do not
+/// overlap, so each pixel is written once (its window's `dout` if it is the
+/// recorded tap, else 0) in one vectorisable pass, with no zero fill first.
+/// Taps were checked (< 4) by the caller.
+fn max_plane_backward_2x2_stride2<T: Element, I: ArgIndex>(dout: &[T], argmax: &[I], geom: &Window2d, dx: &mut [T]) {
+    let [oh, ow] = geom.output();
+    let width = geom.input()[1];
+    for (y, row) in dx.chunks_exact_mut(width).enumerate() {
+        if y >= 2 * oh {
+            row.fill(T::ZERO);
+            continue;
+        }
+        let (d, a) = (&dout[y / 2 * ow..][..ow], &argmax[y / 2 * ow..][..ow]);
+        let first = (2 * (y % 2)) as u32; // tap of the window's pixel in this row, column 0
+        let (pairs, rest) = row.split_at_mut(2 * ow);
+        for ((pair, &d), &a) in pairs.chunks_exact_mut(2).zip(d).zip(a) {
+            let tap = a.tap() as u32;
+            pair[0] = if tap == first { d } else { T::ZERO };
+            pair[1] = if tap == first + 1 { d } else { T::ZERO };
+        }
+        rest.fill(T::ZERO);
+    }
+}
 }

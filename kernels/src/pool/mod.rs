@@ -4,8 +4,9 @@
 //! NCHW tensor); the window geometry is a [`Window2d`] built with
 //! [`Window2d::pooling`], so every window holds at least one real pixel.
 //!
-//! Max pooling records, for each output, the index (within its plane) of the
-//! window's arg-max: the first maximum in row-major window order, or the
+//! Max pooling records, for each output, where in its window the maximum
+//! lies (the tap `i·KW + j`, an [`ArgIndex`]: one byte per output for
+//! windows up to 16×16): the first maximum in row-major window order, or the
 //! first NaN if the window holds one (NaN propagates). The backward pass
 //! sends each upstream gradient there. Each plane is handled by one task, so
 //! results do not depend on the thread count.
@@ -23,10 +24,11 @@ mod max;
 mod phase;
 
 pub use avg::{avg_pool2d_backward, avg_pool2d_forward};
-pub use max::{max_pool2d_backward, max_pool2d_forward};
+pub use max::{max_pool2d_backward, max_pool2d_forward, ArgIndex};
 
-use crate::error::{checked_product, Result};
-use crate::Window2d;
+use crate::error::{checked_product, Error, Result};
+use crate::{Element, Window2d};
+use phase::{padded, PhaseBand};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -34,23 +36,17 @@ use std::ops::Range;
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 14;
 
 /// For each output position along one axis, the real (unpadded) input
-/// coordinates its window covers: `start..start + len` (pooling windows are
-/// dense, so these are consecutive).
-fn window_spans(geom: &Window2d, axis: usize) -> Vec<(usize, usize)> {
-    let outputs = geom.output()[axis];
-    (0..outputs)
+/// coordinates its window covers, `start..start + len` (pooling windows are
+/// dense, so these are consecutive), and `skip`, the number of the window's
+/// taps before `start` that fall on padding.
+fn window_spans(geom: &Window2d, axis: usize) -> (Vec<(usize, usize)>, Vec<usize>) {
+    (0..geom.output()[axis])
         .map(|o| {
-            let taps = (0..geom.kernel()[axis]).filter_map(|t| geom.source(axis, o, t));
-            let (mut first, mut len) = (0, 0);
-            for (k, pos) in taps.enumerate() {
-                if k == 0 {
-                    first = pos;
-                }
-                len += 1;
-            }
-            (first, len)
+            let mut taps = (0..geom.kernel()[axis]).filter_map(|t| geom.source(axis, o, t).map(|p| (t, p)));
+            let (skip, start) = taps.next().expect("a pooling window holds a real pixel");
+            ((start, 1 + taps.count()), skip)
         })
-        .collect()
+        .unzip()
 }
 
 /// The window spans of a geometry along both axes, computed once per call
@@ -59,18 +55,24 @@ fn window_spans(geom: &Window2d, axis: usize) -> Vec<(usize, usize)> {
 struct Spans {
     rows: Vec<(usize, usize)>,
     cols: Vec<(usize, usize)>,
+    /// Padding taps above each output row's windows.
+    row_skip: Vec<usize>,
+    /// Padding taps left of each output column's window.
+    col_skip: Vec<usize>,
     full: Range<usize>,
 }
 
 impl Spans {
     fn new(geom: &Window2d) -> Self {
-        let (rows, cols) = (window_spans(geom, 0), window_spans(geom, 1));
+        let ((rows, row_skip), (cols, col_skip)) = (window_spans(geom, 0), window_spans(geom, 1));
         let kw = geom.kernel()[1];
         let lo = cols.iter().position(|&(_, n)| n == kw).unwrap_or(cols.len());
         let hi = cols.iter().rposition(|&(_, n)| n == kw).map_or(lo, |i| i + 1);
         Self {
             rows,
             cols,
+            row_skip,
+            col_skip,
             full: lo..hi,
         }
     }
@@ -82,39 +84,73 @@ impl Spans {
     }
 }
 
+/// Checks that `geom` is a pooling geometry (what [`Window2d::pooling`]
+/// builds: every window holds a real pixel, no dilation) and that the sizes
+/// fit `usize`; returns the input and output pixels per plane.
 fn plane_counts(planes: usize, geom: &Window2d) -> Result<(usize, usize)> {
+    let pooling = Window2d::pooling(geom.input(), geom.kernel(), geom.stride(), geom.pad());
+    if pooling.as_ref() != Ok(geom) {
+        return Err(Error::parameter(
+            "geom",
+            "a pooling geometry (Window2d::pooling: 2·pad <= kernel, no dilation, input >= 1×1)",
+            format!("{geom:?}"),
+        ));
+    }
     checked_product("pool input elements", &[planes, geom.input_len()])?;
     checked_product("pool output elements", &[planes, geom.output_len()])?;
     Ok((geom.input_len(), geom.output_len()))
 }
 
-/// Runs `f(input_plane, output_plane, aux_plane)` for every plane, in
-/// parallel when the work is large enough. `aux` is a second output with the
-/// output's plane length (the arg-max of max pooling); passes with a single
-/// output give a `[()]` slice, which costs nothing.
-fn for_each_plane<A: Sync, B: Send, C: Send>(
-    input: &[A],
-    in_len: usize,
-    out: &mut [B],
-    aux: &mut [C],
-    out_len: usize,
-    f: impl Fn(&[A], &mut [B], &mut [C]) + Sync + Send,
+/// Per-task buffers of the tap-by-tap passes, reused from plane to plane.
+struct Scratch<T> {
+    band: PhaseBand<T>,
+    /// One value per full window of a row, in whole blocks.
+    values: Vec<T>,
+    /// One tap per full window of a row, in whole blocks.
+    taps: Vec<u32>,
+    /// One value per output of a row.
+    row: Vec<T>,
+}
+
+impl<T: Element> Scratch<T> {
+    fn new(geom: &Window2d, spans: &Spans) -> Self {
+        let n = padded(spans.full.len());
+        Self {
+            band: PhaseBand::new(geom.input()[1], geom.stride()[1], geom.kernel()[0]),
+            values: vec![T::ZERO; n],
+            taps: vec![0; n],
+            row: vec![T::ZERO; spans.cols.len()],
+        }
+    }
+}
+
+/// Runs `f(scratch, input_plane, output_plane, aux_plane)` for every plane,
+/// in parallel when the work is large enough, with one `init()` scratch per
+/// task. `aux` is a second output with the output's plane length (the
+/// arg-max of max pooling); passes with a single output give a `[()]`
+/// slice, which costs nothing.
+fn for_each_plane<S, A: Sync, B: Send, C: Send>(
+    (input, in_len): (&[A], usize),
+    (out, aux, out_len): (&mut [B], &mut [C], usize),
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, &[A], &mut [B], &mut [C]) + Sync + Send,
 ) {
     if in_len == 0 || out_len == 0 {
         return;
     }
     let work = input.len() + out.len();
-    let chunks = input
-        .chunks(in_len)
-        .zip(out.chunks_mut(out_len))
-        .zip(aux.chunks_mut(out_len));
     if work < PARALLEL_MIN_ELEMENTS || rayon::current_num_threads() == 1 {
-        chunks.for_each(|((i, o), a)| f(i, o, a));
+        let mut scratch = init();
+        let chunks = input
+            .chunks(in_len)
+            .zip(out.chunks_mut(out_len))
+            .zip(aux.chunks_mut(out_len));
+        chunks.for_each(|((i, o), a)| f(&mut scratch, i, o, a));
     } else {
         input
             .par_chunks(in_len)
             .zip(out.par_chunks_mut(out_len))
             .zip(aux.par_chunks_mut(out_len))
-            .for_each(|((i, o), a)| f(i, o, a));
+            .for_each_init(init, |scratch, ((i, o), a)| f(scratch, i, o, a));
     }
 }
