@@ -119,11 +119,11 @@ impl ArgMax {
     }
 
     fn backward<T: Element>(&self, dout: &[T], planes: usize, geom: &Window2d, dx: &mut [T]) -> Result<()> {
-        Ok(match self {
+        match self {
             ArgMax::Byte(a) => max_pool2d_backward(dout, a, planes, geom, dx),
             ArgMax::Short(a) => max_pool2d_backward(dout, a, planes, geom, dx),
             ArgMax::Word(a) => max_pool2d_backward(dout, a, planes, geom, dx),
-        }?)
+        }
     }
 }
 
