@@ -652,3 +652,21 @@ fn concurrent_calls_on_shared_inputs() {
         }
     });
 }
+
+/// Windows beyond 256 taps record their arg-max in wider index types
+/// (u16 here: a 20×17 window), with the same results as the reference.
+#[test]
+fn max_pool_with_large_windows() {
+    let x = Array4::from_shape_vec((2, 3, 23, 17), raw(2 * 3 * 23 * 17, 5)).unwrap();
+    let params = pool::PoolParams::new(20, 17, 3);
+    let (out, cache) = pool::max_forward(x.view(), &params).unwrap();
+    let rp = reference::PoolParams {
+        kernel: [20, 17],
+        stride: [3, 3],
+        pad: [0, 0],
+    };
+    assert_eq!(out, reference::max_pool_forward(x.view(), &rp));
+    let dout = Array4::from_shape_vec(out.raw_dim(), raw(out.len(), 6)).unwrap();
+    let dx = pool::max_backward(dout.view(), &cache).unwrap();
+    assert_eq!(dx, reference::max_pool_backward(dout.view(), x.view(), &rp));
+}
