@@ -710,3 +710,107 @@ proptest! {
         check_pool::<f64>(&p, &raw, ties);
     }
 }
+
+/// The stacked transposed implicit GEMM (a convolution's weight gradient)
+/// equals, bit for bit, the explicit GEMM on the stacked column matrices,
+/// and the reference within the sum bound.
+fn check_implicit_gemm_transposed<T: Real>(g: &Geometry, m: usize, count: usize, gap: usize, raw: &[f64]) {
+    let Ok(geom) = g.window() else { return };
+    let c = g.channels;
+    let (image_len, p) = (c * geom.input_len(), geom.output_len());
+    let stride = image_len + gap;
+    let images: Vec<T> = (0..count * stride)
+        .map(|i| <T as Element>::from_f64(raw[(i * 5 + 2) % raw.len()]))
+        .collect();
+    let k = c * geom.kernel_len();
+    let mut stacked = Array2::<T>::zeros((k, count * p));
+    for n in 0..count {
+        let mut cols = vec![<T as Element>::ZERO; k * p];
+        im2col(&images[n * stride..][..image_len], c, &geom, &mut cols).unwrap();
+        let cols = ArrayView2::from_shape((k, p), &cols).unwrap();
+        stacked
+            .slice_mut(ndarray::s![.., n * p..(n + 1) * p])
+            .assign(&cols);
+    }
+    let a = Array2::from_shape_fn((m, count * p), |(i, j)| {
+        <T as Element>::from_f64(raw[(i * 7 + j * 3 + 1) % raw.len()])
+    });
+    let c0 = Array2::from_elem((m, k), <T as Element>::from_f64(0.5));
+    let (alpha, beta) = (<T as Element>::from_f64(1.5), <T as Element>::ONE);
+    let mut explicit = c0.clone();
+    gemm(alpha, a.view(), stacked.t(), beta, explicit.view_mut()).unwrap();
+    let mut implicit = c0.clone();
+    gemm_im2col_transposed(
+        alpha,
+        a.view(),
+        &images,
+        count,
+        stride,
+        c,
+        &geom,
+        beta,
+        implicit.view_mut(),
+    )
+    .unwrap();
+    assert_eq!(
+        bits_of(implicit.as_slice().unwrap()),
+        bits_of(explicit.as_slice().unwrap())
+    );
+    let expected = reference::gemm(alpha, a.view(), stacked.t(), beta, c0.view());
+    let abs = |x: ArrayView2<T>| x.mapv(|v| reference::Real::abs(v));
+    let bound = reference::gemm(
+        alpha,
+        abs(a.view()).view(),
+        abs(stacked.t()).view(),
+        beta,
+        abs(c0.view()).view(),
+    );
+    assert_within(
+        "stacked transposed implicit gemm",
+        implicit.as_slice().unwrap(),
+        expected.as_slice().unwrap(),
+        bound.as_slice().unwrap(),
+        count * p,
+    );
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    #[test]
+    fn implicit_gemm_transposed_equals_explicit(g in geometry(), m in 1usize..20, count in 0usize..6, gap in 0usize..3, raw in data(131)) {
+        check_implicit_gemm_transposed::<f32>(&g, m, count, gap, &raw);
+        check_implicit_gemm_transposed::<f64>(&g, m, count, gap, &raw);
+    }
+}
+
+#[test]
+fn implicit_gemm_transposed_errors() {
+    let g = Window2d::new([4, 4], [3, 3], [1, 1], [1, 1], [1, 1]).unwrap();
+    let a = Array2::<f32>::zeros((2, 32)); // two images of 16 output pixels
+    let mut c = Array2::<f32>::zeros((2, 18));
+    let run = |a: &Array2<f32>, images: &[f32], stride: usize, c: &mut Array2<f32>| {
+        gemm_im2col_transposed(1.0, a.view(), images, 2, stride, 2, &g, 0.0, c.view_mut())
+    };
+    assert!(matches!(
+        run(&a, &[0.0; 63], 32, &mut c),
+        Err(Error::Shape { arg: "images", .. })
+    ));
+    assert!(matches!(
+        run(&a, &[0.0; 64], 31, &mut c),
+        Err(Error::Parameter {
+            arg: "image_stride",
+            ..
+        })
+    ));
+    assert!(matches!(
+        run(&Array2::zeros((2, 16)), &[0.0; 64], 32, &mut c),
+        Err(Error::Shape { arg: "a", .. })
+    ));
+    assert!(matches!(
+        run(&a, &[0.0; 64], 32, &mut Array2::zeros((2, 9))),
+        Err(Error::Shape { arg: "c", .. })
+    ));
+    assert!(run(&a, &[0.0; 64], 32, &mut c).is_ok());
+    assert!(run(&a, &[0.0; 70], 35, &mut c).is_ok());
+}

@@ -325,6 +325,111 @@ fn im2col_product<T: Element>(
     Ok(())
 }
 
+/// `C ← alpha·A·[im2col(x₀) … im2col(x_{N−1})]ᵀ + beta·C`: A (M × N·OH·OW)
+/// times the transposed im2col matrices of `count` images stacked along the
+/// inner dimension; C is (M × C·KH·KW). With A = dout (filters × the
+/// batch's output pixels) this is a convolution's whole weight gradient,
+/// dW = Σₙ doutₙ · im2col(xₙ)ᵀ, as one GEMM whose B panels are gathered
+/// straight from the images (no column matrix is built). Image n holds the
+/// `channels`·H·W values starting at `images[n·image_stride]` (a stride
+/// larger than one image selects a channel group of wider images).
+/// Parallel on the current pool when large enough; bit-identical for any
+/// number of threads.
+///
+/// # Errors
+/// [`Error::Shape`] if `images` is too short, `image_stride` is less than
+/// one image, A is not (M, count·OH·OW) or C is not (M, C·KH·KW);
+/// [`Error::Parameter`] for a non-finite alpha or beta.
+///
+/// ```
+/// use ndarray::{array, Array2};
+/// use patchwise_kernels::{gemm_im2col_transposed, Window2d};
+/// // Two 1-channel 2×2 images, 1×1 taps: the product is A · [x₀ x₁]ᵀ.
+/// let g = Window2d::new([2, 2], [1, 1], [1, 1], [0, 0], [1, 1]).unwrap();
+/// let a = array![[1.0f64, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 2.0]];
+/// let mut c = Array2::zeros((1, 1));
+/// gemm_im2col_transposed(1.0, a.view(), &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], 2, 4, 1, &g, 0.0, c.view_mut()).unwrap();
+/// assert_eq!(c[[0, 0]], 1.0 + 2.0 + 3.0 + 4.0 + 2.0 * 8.0);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_im2col_transposed<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    images: &[T],
+    count: usize,
+    image_stride: usize,
+    channels: usize,
+    geom: &Window2d,
+    beta: T,
+    mut c: ArrayViewMut2<'_, T>,
+) -> Result<()> {
+    let taps = checked_product("im2col rows", &[channels, geom.kernel_len()])?;
+    let image_len = checked_product("image elements", &[channels, geom.input_len()])?;
+    let pixels = checked_product("stacked output pixels", &[count, geom.output_len()])?;
+    if image_stride < image_len {
+        return Err(Error::parameter(
+            "image_stride",
+            format!(">= channels·H·W = {image_len}"),
+            image_stride,
+        ));
+    }
+    if count > 0 {
+        let needed = (count - 1)
+            .checked_mul(image_stride)
+            .and_then(|v| v.checked_add(image_len))
+            .ok_or(Error::Overflow { what: "image batch" })?;
+        if images.len() < needed {
+            return Err(Error::Shape {
+                arg: "images",
+                expected: format!(">= {needed} elements ({count} images {image_stride} apart)"),
+                actual: format!("{}", images.len()),
+            });
+        }
+    }
+    if a.ncols() != pixels {
+        return Err(Error::Shape {
+            arg: "a",
+            expected: format!("[_, {pixels}] (count·OH·OW columns)"),
+            actual: format!("{:?}", a.shape()),
+        });
+    }
+    if c.dim() != (a.nrows(), taps) {
+        return Err(Error::shape("c", [a.nrows(), taps], c.shape()));
+    }
+    check_scalars(alpha, beta)?;
+    let m = a.nrows();
+    if trivial(m, taps, pixels, beta, &mut c) {
+        return Ok(());
+    }
+    match backend() {
+        Backend::Patchwise => {
+            let b = pack::Im2colTransposedB {
+                images,
+                image_stride,
+                count,
+                channels,
+                geom,
+            };
+            let parallel = worth_parallel(m, taps, pixels, true);
+            blocked::gemm_blocked(&kernel::selected::<T>(), alpha, a, &b, beta, c, parallel);
+        }
+        Backend::MatrixMultiply => {
+            let p = geom.output_len();
+            let mut cols = vec![T::ZERO; taps * pixels];
+            for n in 0..count {
+                let mut one = vec![T::ZERO; taps * p];
+                crate::im2col(&images[n * image_stride..][..image_len], channels, geom, &mut one)?;
+                for (dst, src) in cols.chunks_exact_mut(pixels).zip(one.chunks_exact(p)) {
+                    dst[n * p..(n + 1) * p].copy_from_slice(src);
+                }
+            }
+            let b = ArrayView2::from_shape((taps, pixels), &cols[..]).expect("K·N elements");
+            product(alpha, a, b.t(), beta, c, true);
+        }
+    }
+    Ok(())
+}
+
 /// matrixmultiply's single-threaded product on checked shapes with
 /// m, n, k > 0 (the callers handle the trivial ones first).
 fn matrixmultiply_product<T: Element>(

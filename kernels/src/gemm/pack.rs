@@ -145,50 +145,109 @@ impl<T: Element> PackB<T> for Im2colB<'_, T> {
 
     fn pack(&self, rows: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [T], parallel: bool) {
         let (k0, kc, n0, nc) = (rows.start, rows.len(), cols.start, cols.len());
-        let g = self.geom;
-        let [kh, kw] = g.kernel();
-        let ([_, w], ow) = (g.input(), g.output()[1]);
-        let plane = g.input_len();
-        let (sw, dw, pw) = (g.stride()[1], g.dilation()[1], g.pad()[1]);
         let panel = |(s, dst): (usize, &mut [T])| {
             let first = n0 + s * nr;
             let width = nr.min(n0 + nc - first);
             for (p, row) in dst.chunks_exact_mut(nr).enumerate().take(kc) {
-                let r = k0 + p;
-                let (c, i, j) = (r / (kh * kw), (r / kw) % kh, r % kw);
-                let image = &self.image[c * plane..(c + 1) * plane];
-                // Output columns whose tap j reads a real pixel, and where
-                // the first of them reads.
-                let valid = g.valid_outputs(1, j);
+                im2col_row(self.image, self.geom, k0 + p, first, &mut row[..width]);
                 row[width..].fill(T::ZERO);
-                // The panel's columns, one output row (oh) at a time.
-                let mut t = 0;
-                while t < width {
-                    let (oh, ow0) = ((first + t) / ow, (first + t) % ow);
-                    let len = (ow - ow0).min(width - t);
-                    let out = &mut row[t..t + len];
-                    t += len;
-                    let Some(y) = g.source(0, oh, i) else {
-                        out.fill(T::ZERO);
-                        continue;
-                    };
-                    let line = &image[y * w..(y + 1) * w];
-                    let lo = valid.start.clamp(ow0, ow0 + len);
-                    let hi = valid.end.clamp(lo, ow0 + len);
-                    out[..lo - ow0].fill(T::ZERO);
-                    out[hi - ow0..].fill(T::ZERO);
-                    if lo < hi {
-                        let x0 = lo * sw + j * dw - pw;
-                        let dst = &mut out[lo - ow0..hi - ow0];
-                        if sw == 1 {
-                            dst.copy_from_slice(&line[x0..x0 + dst.len()]);
-                        } else {
-                            for (d, &v) in dst.iter_mut().zip(line[x0..].iter().step_by(sw)) {
-                                *d = v;
-                            }
-                        }
-                    }
+            }
+        };
+        if parallel && out.len() > PARALLEL_MIN {
+            out.par_chunks_mut(nr * kc).enumerate().for_each(panel);
+        } else {
+            out.chunks_mut(nr * kc).enumerate().for_each(panel);
+        }
+    }
+}
+
+/// Row `r` of an image's im2col matrix (tap (c, i, j) = (r / (KH·KW),
+/// r / KW % KH, r % KW)), columns `first..first + out.len()`: runs of one
+/// image row each, zeros where the tap falls on padding.
+fn im2col_row<T: Element>(image: &[T], g: &Window2d, r: usize, first: usize, out: &mut [T]) {
+    let [kh, kw] = g.kernel();
+    let ([_, w], ow) = (g.input(), g.output()[1]);
+    let plane = g.input_len();
+    let (sw, dw, pw) = (g.stride()[1], g.dilation()[1], g.pad()[1]);
+    let (c, i, j) = (r / (kh * kw), (r / kw) % kh, r % kw);
+    let image = &image[c * plane..(c + 1) * plane];
+    // Output columns whose tap j reads a real pixel.
+    let valid = g.valid_outputs(1, j);
+    let width = out.len();
+    // One output row (oh) at a time.
+    let mut t = 0;
+    while t < width {
+        let (oh, ow0) = ((first + t) / ow, (first + t) % ow);
+        let len = (ow - ow0).min(width - t);
+        let out = &mut out[t..t + len];
+        t += len;
+        let Some(y) = g.source(0, oh, i) else {
+            out.fill(T::ZERO);
+            continue;
+        };
+        let line = &image[y * w..(y + 1) * w];
+        let lo = valid.start.clamp(ow0, ow0 + len);
+        let hi = valid.end.clamp(lo, ow0 + len);
+        out[..lo - ow0].fill(T::ZERO);
+        out[hi - ow0..].fill(T::ZERO);
+        if lo < hi {
+            let x0 = lo * sw + j * dw - pw;
+            let dst = &mut out[lo - ow0..hi - ow0];
+            if sw == 1 {
+                dst.copy_from_slice(&line[x0..x0 + dst.len()]);
+            } else {
+                for (d, &v) in dst.iter_mut().zip(line[x0..].iter().step_by(sw)) {
+                    *d = v;
                 }
+            }
+        }
+    }
+}
+
+/// The transposed im2col matrices of a batch of images, stacked: row
+/// `n·OH·OW + p` is output pixel p of image n, column `(c, i, j)` a tap —
+/// the B operand of a convolution's weight gradient, dW = dout · colsᵀ,
+/// with the whole batch along the product's inner dimension. Never built:
+/// packing gathers each tap's run of pixels and writes it down a panel
+/// column.
+pub(crate) struct Im2colTransposedB<'a, T> {
+    /// Image n starts at `images[n·image_stride]`.
+    pub images: &'a [T],
+    pub image_stride: usize,
+    pub count: usize,
+    pub channels: usize,
+    pub geom: &'a Window2d,
+}
+
+impl<T: Element> PackB<T> for Im2colTransposedB<'_, T> {
+    fn dim(&self) -> (usize, usize) {
+        (
+            self.count * self.geom.output_len(),
+            self.channels * self.geom.kernel_len(),
+        )
+    }
+
+    fn pack(&self, rows: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [T], parallel: bool) {
+        let kc = rows.len();
+        let (pixels, image_len) = (self.geom.output_len(), self.channels * self.geom.input_len());
+        let panel = |(s, dst): (usize, &mut [T])| {
+            let first = cols.start + s * nr;
+            let width = nr.min(cols.end - first);
+            let mut line = vec![T::ZERO; kc];
+            for jj in 0..width {
+                // Tap `first + jj` of pixels rows.start.., image by image.
+                let (mut r, mut t) = (rows.start, 0);
+                while r < rows.end {
+                    let (n, p) = (r / pixels, r % pixels);
+                    let len = (pixels - p).min(rows.end - r);
+                    let image = &self.images[n * self.image_stride..][..image_len];
+                    im2col_row(image, self.geom, first + jj, p, &mut line[t..t + len]);
+                    (r, t) = (r + len, t + len);
+                }
+                scatter(&mut dst[jj..], nr, line.iter());
+            }
+            for step in dst.chunks_exact_mut(nr).take(kc) {
+                step[width..].fill(T::ZERO);
             }
         };
         if parallel && out.len() > PARALLEL_MIN {
