@@ -18,13 +18,20 @@
 //! dx[n]  = col2im(W_gᵀ · dout_g[n])
 //! ```
 //!
-//! 1×1, stride-1, unpadded convolutions skip im2col: the image is the matrix.
+//! dW is one implicit GEMM per chunk of images (the chunk's images stacked
+//! along the product's inner dimension, about 1024 output pixels per chunk,
+//! a count fixed by the shape), chunks summed in order. For stride 1, dx is
+//! computed as the convolution of dout with the flipped filters (channels
+//! and filters swapped, padding `dilation·(K − 1) − pad`), again an
+//! implicit GEMM; other strides (and non-finite weights, whose 0·∞ terms
+//! the flipped form would add) build W_gᵀ · dout_g[n] and scatter it with
+//! col2im. 1×1, stride-1, unpadded convolutions skip im2col: the image is
+//! the matrix.
 //!
 //! **Threads.** The parallel level is decided once per call: with at least
-//! as many images (or image chunks for dW) as threads, one task per image
-//! with single-threaded GEMMs; otherwise images one after another with a
-//! parallel GEMM. Both give bit-identical results, and dW sums images in
-//! fixed chunks combined in a fixed order, so every thread count gives the
+//! as many images (or dW chunks) as threads, one task per image (chunk)
+//! with single-threaded GEMMs; otherwise one after another with parallel
+//! GEMMs. Both give bit-identical results, so every thread count gives the
 //! same bits.
 //!
 //! ```
@@ -43,7 +50,8 @@
 use crate::{check, Element, Error, Result};
 use ndarray::{s, Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2};
 use patchwise_kernels::{
-    checked_product, col2im, gemm, gemm_im2col, gemm_im2col_serial, gemm_serial, im2col, Window2d,
+    checked_product, col2im, gemm, gemm_im2col, gemm_im2col_serial, gemm_im2col_transposed,
+    gemm_im2col_transposed_serial, gemm_serial, Window2d,
 };
 use rayon::prelude::*;
 
@@ -208,25 +216,6 @@ impl Gemm {
     }
 }
 
-/// The column matrix (K × P) of group `g` of one image: the image itself for
-/// pointwise convolutions, else its im2col in `buf`.
-fn columns<'a, T: Element>(
-    plan: &Plan,
-    image: &'a [T],
-    g: usize,
-    buf: &'a mut Vec<T>,
-) -> Result<ArrayView2<'a, T>> {
-    let group = &image[g * plan.cg() * plan.geom.input_len()..][..plan.cg() * plan.geom.input_len()];
-    let data: &[T] = if plan.geom.is_pointwise() {
-        group
-    } else {
-        buf.resize(plan.k() * plan.p(), T::ZERO);
-        im2col(group, plan.cg(), &plan.geom, buf)?;
-        buf
-    };
-    Ok(ArrayView2::from_shape((plan.k(), plan.p()), data).expect("K·P elements"))
-}
-
 /// What [`backward`] needs: the input, the weights and the geometry.
 #[derive(Clone, Debug)]
 pub struct ConvCache<T> {
@@ -320,39 +309,147 @@ pub fn forward<T: Element>(
     Ok((out, ConvCache { x, w, plan }))
 }
 
-/// Images per dW partial sum. Fixed (never derived from the thread count),
-/// so the order of the sums is always the same.
-const DW_CHUNK: usize = 4;
+/// Target inner dimension (output pixels) of one dW partial product.
+const DW_CHUNK_PIXELS: usize = 1024;
 
-/// dW contributions of images `first..first + count`, summed in image
-/// order, as one (F × K) matrix (row block g·F/G.. holds group g).
-fn dw_partial<T: Element>(
+/// dW = Σₙ doutₙ · im2col(xₙ)ᵀ. The batch is cut into chunks of whole
+/// images with about [`DW_CHUNK_PIXELS`] output pixels, a number that
+/// depends on the shape only; each chunk's sum is one GEMM per group with
+/// the chunk's images stacked along the product's inner dimension (column
+/// matrices never built), and the chunks' partial sums are added in chunk
+/// order. Chunks run in parallel with serial GEMMs when there are enough of
+/// them, else one after another with parallel GEMMs: the same bits either
+/// way, whatever the thread count.
+fn weight_gradient<T: Element>(plan: &Plan, images: &[T], douts: &[T]) -> Result<Array2<T>> {
+    let p = plan.p();
+    let per_chunk = DW_CHUNK_PIXELS.div_ceil(p).clamp(1, plan.n);
+    let firsts: Vec<usize> = (0..plan.n).step_by(per_chunk).collect();
+    let chunk = |first: usize, mode: Gemm| {
+        let count = per_chunk.min(plan.n - first);
+        let images = &images[first * plan.image_len()..];
+        let douts = &douts[first * plan.f * p..][..count * plan.f * p];
+        dw_chunk(plan, images, douts, count, mode)
+    };
+    let partials: Vec<Array2<T>> = if plan.parallel_over(firsts.len()) {
+        firsts
+            .into_par_iter()
+            .map(|i| chunk(i, Gemm::Serial))
+            .collect::<Result<_>>()?
+    } else {
+        firsts
+            .into_iter()
+            .map(|i| chunk(i, Gemm::Parallel))
+            .collect::<Result<_>>()?
+    };
+    let mut partials = partials.into_iter();
+    let mut dw = partials.next().expect("n > 0");
+    for partial in partials {
+        dw += &partial;
+    }
+    Ok(dw)
+}
+
+/// The dW contribution of `count` consecutive images (`images` starts at the
+/// first; `douts` holds exactly theirs).
+fn dw_chunk<T: Element>(
     plan: &Plan,
     images: &[T],
     douts: &[T],
-    first: usize,
+    count: usize,
     mode: Gemm,
 ) -> Result<Array2<T>> {
     let (fg, p) = (plan.fg(), plan.p());
+    // dout as one F × count·P matrix (row f: filter f's pixels, image by image).
+    let stacked;
+    let douts = if count == 1 {
+        ArrayView2::from_shape((plan.f, p), douts).expect("F·P elements")
+    } else {
+        stacked = Array2::from_shape_fn((plan.f, count * p), |(f, q)| {
+            douts[(q / p * plan.f + f) * p + q % p]
+        });
+        stacked.view()
+    };
     let mut dw = Array2::zeros((plan.f, plan.k()));
-    let mut buf = Vec::new();
-    for i in first..(first + DW_CHUNK).min(plan.n) {
-        let img = &images[i * plan.image_len()..(i + 1) * plan.image_len()];
-        let dout = &douts[i * plan.f * p..(i + 1) * plan.f * p];
-        for g in 0..plan.groups {
-            let cols = columns(plan, img, g, &mut buf)?;
-            let dout_g =
-                ArrayView2::from_shape((fg, p), &dout[g * fg * p..][..fg * p]).expect("Fg·P elements");
-            let dw_g = dw.slice_mut(s![g * fg..(g + 1) * fg, ..]);
-            mode.run(dout_g, cols.t(), T::ONE, dw_g)?;
-        }
+    let hw = plan.geom.input_len();
+    for g in 0..plan.groups {
+        let product = match mode {
+            Gemm::Serial => gemm_im2col_transposed_serial,
+            Gemm::Parallel => gemm_im2col_transposed,
+        };
+        product(
+            T::ONE,
+            douts.slice(s![g * fg..(g + 1) * fg, ..]),
+            &images[g * plan.cg() * hw..],
+            count,
+            plan.image_len(),
+            plan.cg(),
+            &plan.geom,
+            T::ZERO,
+            dw.slice_mut(s![g * fg..(g + 1) * fg, ..]),
+        )?;
     }
     Ok(dw)
+}
+
+/// How dx is computed, chosen once per backward call from the shapes.
+enum DxRoute<T> {
+    /// 1×1, stride 1, unpadded: dx = Wᵀ · dout, straight into the image.
+    Pointwise,
+    /// Stride 1: dx is the convolution of dout (padded by
+    /// `dilation·(K − 1) − pad`) with the flipped filters, channels and
+    /// filters swapped — an implicit GEMM, no column matrix. `w` is
+    /// (C × F/G·KH·KW): row c holds, for each filter f of c's group, the
+    /// taps of w[f, c] rotated by 180°.
+    Flipped { w: Array2<T>, geom: Window2d },
+    /// Otherwise: Wᵀ · dout into a column matrix, then col2im.
+    Col2im,
+}
+
+impl<T: Element> DxRoute<T> {
+    fn new(plan: &Plan, w: &Array4<T>) -> Self {
+        if plan.geom.is_pointwise() {
+            return DxRoute::Pointwise;
+        }
+        // The flipped convolution also multiplies each filter tap by the
+        // zeros that pad dout, terms the definition of dx does not have:
+        // harmless for finite weights, but 0·∞ = NaN. So only with finite
+        // weights; others take the column route, which has exactly the
+        // reference's terms.
+        let finite = w.iter().all(|v| v.is_finite());
+        let Some(geom) = flipped_geometry(&plan.geom).filter(|_| finite) else {
+            return DxRoute::Col2im;
+        };
+        let (_, _, kh, kw) = w.dim();
+        let (cg, fg) = (plan.cg(), plan.fg());
+        let w = Array2::from_shape_fn((plan.c, fg * kh * kw), |(c, q)| {
+            let (f, i, j) = (q / (kh * kw), q / kw % kh, q % kw);
+            w[[c / cg * fg + f, c % cg, kh - 1 - i, kw - 1 - j]]
+        });
+        DxRoute::Flipped { w, geom }
+    }
+}
+
+/// The geometry of the flipped-filter convolution that maps dout back onto
+/// x for a stride-1 convolution: input OH×OW, the same kernel and dilation,
+/// padding `dilation·(K − 1) − pad`, so its output is H×W. None for other
+/// strides or where that padding would be negative or out of range.
+fn flipped_geometry(g: &Window2d) -> Option<Window2d> {
+    if g.stride() != [1, 1] {
+        return None;
+    }
+    let mut pad = [0; 2];
+    for (axis, pad) in pad.iter_mut().enumerate() {
+        let reach = g.dilation()[axis] * (g.kernel()[axis] - 1);
+        *pad = reach.checked_sub(g.pad()[axis])?;
+    }
+    let flipped = Window2d::new(g.output(), g.kernel(), [1, 1], pad, g.dilation()).ok()?;
+    (flipped.output() == g.input()).then_some(flipped)
 }
 
 fn backward_dx_image<T: Element>(
     plan: &Plan,
     w: ArrayView2<'_, T>,
+    route: &DxRoute<T>,
     dout: &[T],
     dx: &mut [T],
     buf: &mut Vec<T>,
@@ -360,17 +457,25 @@ fn backward_dx_image<T: Element>(
 ) -> Result<()> {
     let (fg, p, cg, hw) = (plan.fg(), plan.p(), plan.cg(), plan.geom.input_len());
     for g in 0..plan.groups {
-        let dout_g = ArrayView2::from_shape((fg, p), &dout[g * fg * p..][..fg * p]).expect("Fg·P elements");
+        let dout_g = &dout[g * fg * p..][..fg * p];
+        let dout_m = ArrayView2::from_shape((fg, p), dout_g).expect("Fg·P elements");
         let w_g = w.slice(s![g * fg..(g + 1) * fg, ..]);
         let dx_g = &mut dx[g * cg * hw..][..cg * hw];
-        if plan.geom.is_pointwise() {
-            let dx_g = ArrayViewMut2::from_shape((cg, hw), dx_g).expect("Cg·HW elements");
-            mode.run(w_g.t(), dout_g, T::ZERO, dx_g)?;
-        } else {
-            buf.resize(plan.k() * p, T::ZERO);
-            let dcols = ArrayViewMut2::from_shape((plan.k(), p), &mut buf[..]).expect("K·P elements");
-            mode.run(w_g.t(), dout_g, T::ZERO, dcols)?;
-            col2im(buf, cg, &plan.geom, dx_g)?;
+        match route {
+            DxRoute::Pointwise => {
+                let dx_g = ArrayViewMut2::from_shape((cg, hw), dx_g).expect("Cg·HW elements");
+                mode.run(w_g.t(), dout_m, T::ZERO, dx_g)?;
+            }
+            DxRoute::Flipped { w, geom } => {
+                let dx_g = ArrayViewMut2::from_shape((cg, hw), dx_g).expect("Cg·HW elements");
+                mode.run_im2col(w.slice(s![g * cg..(g + 1) * cg, ..]), dout_g, fg, geom, dx_g)?;
+            }
+            DxRoute::Col2im => {
+                buf.resize(plan.k() * p, T::ZERO);
+                let dcols = ArrayViewMut2::from_shape((plan.k(), p), &mut buf[..]).expect("K·P elements");
+                mode.run(w_g.t(), dout_m, T::ZERO, dcols)?;
+                col2im(buf, cg, &plan.geom, dx_g)?;
+            }
         }
     }
     Ok(())
@@ -398,23 +503,11 @@ pub fn backward<T: Element>(dout: ArrayView4<'_, T>, cache: &ConvCache<T>) -> Re
         }
     }
 
-    // dW: partial sums over fixed chunks of images, added in chunk order.
-    let firsts = (0..plan.n).step_by(DW_CHUNK);
-    let partials: Vec<Array2<T>> = if plan.parallel_over(firsts.len()) {
-        firsts
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .map(|i| dw_partial(&plan, images, douts, i, Gemm::Serial))
-            .collect::<Result<_>>()?
+    let dw = if plan.n > 0 && out_len > 0 {
+        weight_gradient(&plan, images, douts)?
     } else {
-        firsts
-            .map(|i| dw_partial(&plan, images, douts, i, Gemm::Parallel))
-            .collect::<Result<_>>()?
+        Array2::zeros((plan.f, plan.k()))
     };
-    let mut dw = Array2::zeros((plan.f, plan.k()));
-    for partial in &partials {
-        dw += partial;
-    }
     let (_, _, kh, kw) = cache.w.dim();
     let dw = dw
         .into_shape_with_order((plan.f, plan.cg(), kh, kw))
@@ -423,6 +516,7 @@ pub fn backward<T: Element>(dout: ArrayView4<'_, T>, cache: &ConvCache<T>) -> Re
     // dx: one image per task.
     let mut dx = Array4::zeros(cache.x.raw_dim());
     if plan.n > 0 && out_len > 0 && plan.image_len() > 0 {
+        let route = DxRoute::new(&plan, &cache.w);
         let dxs = dx.as_slice_mut().expect("fresh array");
         let image_len = plan.image_len();
         if plan.parallel_over(plan.n) {
@@ -430,12 +524,12 @@ pub fn backward<T: Element>(dout: ArrayView4<'_, T>, cache: &ConvCache<T>) -> Re
                 .par_chunks(out_len)
                 .zip(dxs.par_chunks_mut(image_len))
                 .try_for_each_init(Vec::new, |buf, (d, dx)| {
-                    backward_dx_image(&plan, wm, d, dx, buf, Gemm::Serial)
+                    backward_dx_image(&plan, wm, &route, d, dx, buf, Gemm::Serial)
                 })?;
         } else {
             let mut buf = Vec::new();
             for (d, dx) in douts.chunks(out_len).zip(dxs.chunks_mut(image_len)) {
-                backward_dx_image(&plan, wm, d, dx, &mut buf, Gemm::Parallel)?;
+                backward_dx_image(&plan, wm, &route, d, dx, &mut buf, Gemm::Parallel)?;
             }
         }
     }

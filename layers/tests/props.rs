@@ -575,3 +575,37 @@ fn conv_larger_shapes_take_both_parallel_paths() {
     };
     check_conv::<f32>(&c, &raw);
 }
+
+/// Images large enough that dW is summed over several chunks of the batch
+/// (about 1024 output pixels each), stride 1 (dx by the flipped filters)
+/// or 2 (dx by col2im), grouped or not.
+fn large_conv_case() -> impl Strategy<Value = Conv> {
+    (
+        2usize..6,
+        1usize..3,
+        [16usize..36, 16..36],
+        1usize..3,
+        any::<bool>(),
+    )
+        .prop_map(|(n, groups, input, stride, padded)| Conv {
+            n,
+            groups,
+            cg: 2,
+            fg: 3,
+            input,
+            kernel: [3, 3],
+            stride: [stride; 2],
+            pad: [usize::from(padded); 2],
+            dilation: [1, 1],
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    #[test]
+    fn conv_large_images(c in large_conv_case(), raw in data(997)) {
+        check_conv::<f32>(&c, &raw);
+        check_conv::<f64>(&c, &raw);
+    }
+}

@@ -361,7 +361,41 @@ pub fn gemm_im2col_transposed<T: Element>(
     channels: usize,
     geom: &Window2d,
     beta: T,
+    c: ArrayViewMut2<'_, T>,
+) -> Result<()> {
+    let batch = (images, count, image_stride, channels);
+    im2col_transposed_product(alpha, a, batch, geom, beta, c, true)
+}
+
+/// [`gemm_im2col_transposed`] on the calling thread only (for callers that
+/// are already parallel); bit-identical to it.
+///
+/// # Errors
+/// As [`gemm_im2col_transposed`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_im2col_transposed_serial<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    images: &[T],
+    count: usize,
+    image_stride: usize,
+    channels: usize,
+    geom: &Window2d,
+    beta: T,
+    c: ArrayViewMut2<'_, T>,
+) -> Result<()> {
+    let batch = (images, count, image_stride, channels);
+    im2col_transposed_product(alpha, a, batch, geom, beta, c, false)
+}
+
+fn im2col_transposed_product<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    (images, count, image_stride, channels): (&[T], usize, usize, usize),
+    geom: &Window2d,
+    beta: T,
     mut c: ArrayViewMut2<'_, T>,
+    parallel: bool,
 ) -> Result<()> {
     let taps = checked_product("im2col rows", &[channels, geom.kernel_len()])?;
     let image_len = checked_product("image elements", &[channels, geom.input_len()])?;
@@ -410,7 +444,7 @@ pub fn gemm_im2col_transposed<T: Element>(
                 channels,
                 geom,
             };
-            let parallel = worth_parallel(m, taps, pixels, true);
+            let parallel = worth_parallel(m, taps, pixels, parallel);
             blocked::gemm_blocked(&kernel::selected::<T>(), alpha, a, &b, beta, c, parallel);
         }
         Backend::MatrixMultiply => {
@@ -424,7 +458,7 @@ pub fn gemm_im2col_transposed<T: Element>(
                 }
             }
             let b = ArrayView2::from_shape((taps, pixels), &cols[..]).expect("K·N elements");
-            product(alpha, a, b.t(), beta, c, true);
+            product(alpha, a, b.t(), beta, c, parallel);
         }
     }
     Ok(())

@@ -138,6 +138,11 @@ pub(crate) struct Im2colB<'a, T> {
     pub geom: &'a Window2d,
 }
 
+/// Columns of the im2col matrix gathered per call when packing: the
+/// per-row set-up (tap, source rows, valid range) is paid once per this many
+/// columns, not once per NR-wide panel.
+const GATHER_COLUMNS: usize = 512;
+
 impl<T: Element> PackB<T> for Im2colB<'_, T> {
     fn dim(&self) -> (usize, usize) {
         (self.channels * self.geom.kernel_len(), self.geom.output_len())
@@ -145,18 +150,27 @@ impl<T: Element> PackB<T> for Im2colB<'_, T> {
 
     fn pack(&self, rows: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [T], parallel: bool) {
         let (k0, kc, n0, nc) = (rows.start, rows.len(), cols.start, cols.len());
-        let panel = |(s, dst): (usize, &mut [T])| {
-            let first = n0 + s * nr;
-            let width = nr.min(n0 + nc - first);
-            for (p, row) in dst.chunks_exact_mut(nr).enumerate().take(kc) {
-                im2col_row(self.image, self.geom, k0 + p, first, &mut row[..width]);
-                row[width..].fill(T::ZERO);
+        // Each task packs a group of whole panels, gathering each im2col row
+        // once over the group's columns and splitting it into the panels.
+        let group = (GATHER_COLUMNS / nr).max(1);
+        let panels = |(s, dst): (usize, &mut [T])| {
+            let first = n0 + s * group * nr;
+            let width = (group * nr).min(n0 + nc - first);
+            let mut line = [T::ZERO; GATHER_COLUMNS];
+            let line = &mut line[..width];
+            for p in 0..kc {
+                im2col_row(self.image, self.geom, k0 + p, first, line);
+                for (q, part) in line.chunks(nr).enumerate() {
+                    let row = &mut dst[(q * kc + p) * nr..][..nr];
+                    row[..part.len()].copy_from_slice(part);
+                    row[part.len()..].fill(T::ZERO);
+                }
             }
         };
         if parallel && out.len() > PARALLEL_MIN {
-            out.par_chunks_mut(nr * kc).enumerate().for_each(panel);
+            out.par_chunks_mut(group * nr * kc).enumerate().for_each(panels);
         } else {
-            out.chunks_mut(nr * kc).enumerate().for_each(panel);
+            out.chunks_mut(group * nr * kc).enumerate().for_each(panels);
         }
     }
 }
