@@ -25,8 +25,8 @@ pub mod probe;
 pub use element::Element;
 pub use error::{checked_product, Error, Result};
 pub use gemm::{
-    gemm, gemm_engine, gemm_im2col, gemm_im2col_serial, gemm_im2col_transposed,
-    gemm_im2col_transposed_serial, gemm_serial,
+    gemm, gemm_engine, gemm_im2col, gemm_im2col_serial, gemm_im2col_stacked, gemm_im2col_stacked_serial,
+    gemm_im2col_transposed, gemm_im2col_transposed_serial, gemm_serial,
 };
 pub use geometry::Window2d;
 pub use im2col::{col2im, col2im_batch, im2col, im2col_batch};

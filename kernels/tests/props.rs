@@ -814,3 +814,111 @@ fn implicit_gemm_transposed_errors() {
     assert!(run(&a, &[0.0; 64], 32, &mut c).is_ok());
     assert!(run(&a, &[0.0; 70], 35, &mut c).is_ok());
 }
+
+/// Images side by side in one implicit GEMM: column block n equals, bit
+/// for bit, the single-image implicit GEMM of image n (itself checked
+/// against the explicit product above); serial equals parallel.
+fn check_implicit_gemm_stacked<T: Real>(g: &Geometry, m: usize, count: usize, gap: usize, raw: &[f64]) {
+    let Ok(geom) = g.window() else { return };
+    let c = g.channels;
+    let (image_len, p) = (c * geom.input_len(), geom.output_len());
+    let stride = image_len + gap;
+    let images: Vec<T> = (0..count * stride)
+        .map(|i| <T as Element>::from_f64(raw[(i * 5 + 2) % raw.len()]))
+        .collect();
+    let k = c * geom.kernel_len();
+    let a = Array2::from_shape_fn((m, k), |(i, j)| {
+        <T as Element>::from_f64(raw[(i * 7 + j * 3 + 1) % raw.len()])
+    });
+    let c0 = Array2::from_shape_fn((m, count * p), |(i, j)| {
+        <T as Element>::from_f64(raw[(i + 3 * j) % raw.len()])
+    });
+    let (alpha, beta) = (<T as Element>::from_f64(1.5), <T as Element>::from_f64(-0.5));
+    let mut stacked = c0.clone();
+    gemm_im2col_stacked(
+        alpha,
+        a.view(),
+        &images,
+        count,
+        stride,
+        c,
+        &geom,
+        beta,
+        stacked.view_mut(),
+    )
+    .unwrap();
+    let mut serial = c0.clone();
+    gemm_im2col_stacked_serial(
+        alpha,
+        a.view(),
+        &images,
+        count,
+        stride,
+        c,
+        &geom,
+        beta,
+        serial.view_mut(),
+    )
+    .unwrap();
+    assert_eq!(stacked, serial);
+    for n in 0..count {
+        let cols = ndarray::s![.., n * p..(n + 1) * p];
+        let mut one = c0.slice(cols).to_owned();
+        gemm_im2col(
+            alpha,
+            a.view(),
+            &images[n * stride..][..image_len],
+            c,
+            &geom,
+            beta,
+            one.view_mut(),
+        )
+        .unwrap();
+        let got = stacked
+            .slice(cols)
+            .iter()
+            .map(|&v| Element::to_f64(v).to_bits())
+            .collect::<Vec<_>>();
+        assert_eq!(got, bits_of(one.as_slice().unwrap()), "image {n}");
+    }
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    #[test]
+    fn implicit_gemm_stacked_equals_per_image(g in geometry(), m in 1usize..20, count in 0usize..6, gap in 0usize..3, raw in data(131)) {
+        check_implicit_gemm_stacked::<f32>(&g, m, count, gap, &raw);
+        check_implicit_gemm_stacked::<f64>(&g, m, count, gap, &raw);
+    }
+}
+
+#[test]
+fn implicit_gemm_stacked_errors() {
+    let g = Window2d::new([4, 4], [3, 3], [1, 1], [1, 1], [1, 1]).unwrap();
+    let a = Array2::<f32>::zeros((2, 18));
+    let mut c = Array2::<f32>::zeros((2, 32)); // two images of 16 output pixels
+    let run = |a: &Array2<f32>, images: &[f32], stride: usize, c: &mut Array2<f32>| {
+        gemm_im2col_stacked(1.0, a.view(), images, 2, stride, 2, &g, 0.0, c.view_mut())
+    };
+    assert!(matches!(
+        run(&a, &[0.0; 63], 32, &mut c),
+        Err(Error::Shape { arg: "images", .. })
+    ));
+    assert!(matches!(
+        run(&a, &[0.0; 64], 31, &mut c),
+        Err(Error::Parameter {
+            arg: "image_stride",
+            ..
+        })
+    ));
+    assert!(matches!(
+        run(&Array2::zeros((2, 9)), &[0.0; 64], 32, &mut c),
+        Err(Error::Shape { arg: "a", .. })
+    ));
+    assert!(matches!(
+        run(&a, &[0.0; 64], 32, &mut Array2::zeros((2, 16))),
+        Err(Error::Shape { arg: "c", .. })
+    ));
+    assert!(run(&a, &[0.0; 64], 32, &mut c).is_ok());
+}

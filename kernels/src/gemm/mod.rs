@@ -301,7 +301,9 @@ fn im2col_product<T: Element>(
     match backend() {
         Backend::Patchwise => {
             let b = pack::Im2colB {
-                image,
+                images: image,
+                image_stride: image.len(),
+                count: 1,
                 channels,
                 geom,
             };
@@ -320,6 +322,134 @@ fn im2col_product<T: Element>(
             crate::im2col(image, channels, geom, &mut cols)?;
             let b = ArrayView2::from_shape((k, n), &cols[..]).expect("K·N elements");
             product(alpha, a, b, beta, c, parallel);
+        }
+    }
+    Ok(())
+}
+
+/// Checks a batch of `count` images `image_stride` apart (each `channels`
+/// planes of the geometry's input) against the slice holding them; returns
+/// the im2col rows (C·KH·KW) and the batch's output pixels (count·OH·OW).
+fn check_batch<T>(
+    (images, count, image_stride, channels): (&[T], usize, usize, usize),
+    geom: &Window2d,
+) -> Result<(usize, usize)> {
+    let taps = checked_product("im2col rows", &[channels, geom.kernel_len()])?;
+    let image_len = checked_product("image elements", &[channels, geom.input_len()])?;
+    let pixels = checked_product("stacked output pixels", &[count, geom.output_len()])?;
+    if image_stride < image_len {
+        return Err(Error::parameter(
+            "image_stride",
+            format!(">= channels·H·W = {image_len}"),
+            image_stride,
+        ));
+    }
+    if count > 0 {
+        let needed = (count - 1)
+            .checked_mul(image_stride)
+            .and_then(|v| v.checked_add(image_len))
+            .ok_or(Error::Overflow { what: "image batch" })?;
+        if images.len() < needed {
+            return Err(Error::Shape {
+                arg: "images",
+                expected: format!(">= {needed} elements ({count} images {image_stride} apart)"),
+                actual: format!("{}", images.len()),
+            });
+        }
+    }
+    Ok((taps, pixels))
+}
+
+/// `C ← alpha·A·[im2col(x₀) … im2col(x_{N−1})] + beta·C`: [`gemm_im2col`]
+/// on `count` images at once, their im2col matrices side by side (C is
+/// M × count·OH·OW, column `n·OH·OW + p` for pixel p of image n), so small
+/// images share one product (whole panels, one packing of A). Image n holds
+/// the `channels`·H·W values starting at `images[n·image_stride]`. Column
+/// block n equals, bit for bit, [`gemm_im2col`] on image n alone.
+///
+/// # Errors
+/// As [`gemm_im2col_transposed`], with C (M, count·OH·OW) and A
+/// (M, C·KH·KW).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_im2col_stacked<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    images: &[T],
+    count: usize,
+    image_stride: usize,
+    channels: usize,
+    geom: &Window2d,
+    beta: T,
+    c: ArrayViewMut2<'_, T>,
+) -> Result<()> {
+    let batch = (images, count, image_stride, channels);
+    im2col_stacked_product(alpha, a, batch, geom, beta, c, true)
+}
+
+/// [`gemm_im2col_stacked`] on the calling thread only; bit-identical to it.
+///
+/// # Errors
+/// As [`gemm_im2col_stacked`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_im2col_stacked_serial<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    images: &[T],
+    count: usize,
+    image_stride: usize,
+    channels: usize,
+    geom: &Window2d,
+    beta: T,
+    c: ArrayViewMut2<'_, T>,
+) -> Result<()> {
+    let batch = (images, count, image_stride, channels);
+    im2col_stacked_product(alpha, a, batch, geom, beta, c, false)
+}
+
+fn im2col_stacked_product<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    batch: (&[T], usize, usize, usize),
+    geom: &Window2d,
+    beta: T,
+    mut c: ArrayViewMut2<'_, T>,
+    parallel: bool,
+) -> Result<()> {
+    let (taps, pixels) = check_batch(batch, geom)?;
+    let (images, count, image_stride, channels) = batch;
+    if a.ncols() != taps {
+        return Err(Error::Shape {
+            arg: "a",
+            expected: format!("[_, {taps}] (C·KH·KW columns)"),
+            actual: format!("{:?}", a.shape()),
+        });
+    }
+    if c.dim() != (a.nrows(), pixels) {
+        return Err(Error::shape("c", [a.nrows(), pixels], c.shape()));
+    }
+    check_scalars(alpha, beta)?;
+    let m = a.nrows();
+    if trivial(m, pixels, taps, beta, &mut c) {
+        return Ok(());
+    }
+    match backend() {
+        Backend::Patchwise => {
+            let b = pack::Im2colB {
+                images,
+                image_stride,
+                count,
+                channels,
+                geom,
+            };
+            let parallel = worth_parallel(m, pixels, taps, parallel);
+            blocked::gemm_blocked(&kernel::selected::<T>(), alpha, a, &b, beta, c, parallel);
+        }
+        Backend::MatrixMultiply => {
+            let (p, image_len) = (geom.output_len(), channels * geom.input_len());
+            for (n, c) in c.axis_chunks_iter_mut(Axis(1), p).enumerate() {
+                let image = &images[n * image_stride..][..image_len];
+                im2col_product(alpha, a, image, channels, geom, beta, c, parallel)?;
+            }
         }
     }
     Ok(())
@@ -397,29 +527,7 @@ fn im2col_transposed_product<T: Element>(
     mut c: ArrayViewMut2<'_, T>,
     parallel: bool,
 ) -> Result<()> {
-    let taps = checked_product("im2col rows", &[channels, geom.kernel_len()])?;
-    let image_len = checked_product("image elements", &[channels, geom.input_len()])?;
-    let pixels = checked_product("stacked output pixels", &[count, geom.output_len()])?;
-    if image_stride < image_len {
-        return Err(Error::parameter(
-            "image_stride",
-            format!(">= channels·H·W = {image_len}"),
-            image_stride,
-        ));
-    }
-    if count > 0 {
-        let needed = (count - 1)
-            .checked_mul(image_stride)
-            .and_then(|v| v.checked_add(image_len))
-            .ok_or(Error::Overflow { what: "image batch" })?;
-        if images.len() < needed {
-            return Err(Error::Shape {
-                arg: "images",
-                expected: format!(">= {needed} elements ({count} images {image_stride} apart)"),
-                actual: format!("{}", images.len()),
-            });
-        }
-    }
+    let (taps, pixels) = check_batch((images, count, image_stride, channels), geom)?;
     if a.ncols() != pixels {
         return Err(Error::Shape {
             arg: "a",
@@ -448,7 +556,7 @@ fn im2col_transposed_product<T: Element>(
             blocked::gemm_blocked(&kernel::selected::<T>(), alpha, a, &b, beta, c, parallel);
         }
         Backend::MatrixMultiply => {
-            let p = geom.output_len();
+            let (p, image_len) = (geom.output_len(), channels * geom.input_len());
             let mut cols = vec![T::ZERO; taps * pixels];
             for n in 0..count {
                 let mut one = vec![T::ZERO; taps * p];

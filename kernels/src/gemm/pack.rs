@@ -132,10 +132,29 @@ impl<T: Element> PackB<T> for ArrayView2<'_, T> {
 
 /// The im2col matrix of one image (C·KH·KW × OH·OW, see [`crate::im2col`]),
 /// never built: packing reads the pixels directly.
+/// Several images' matrices side by side: column `n·OH·OW + p` is output
+/// pixel p of image n, image n starting at `images[n·image_stride]`.
 pub(crate) struct Im2colB<'a, T> {
-    pub image: &'a [T],
+    pub images: &'a [T],
+    pub image_stride: usize,
+    pub count: usize,
     pub channels: usize,
     pub geom: &'a Window2d,
+}
+
+impl<T: Element> Im2colB<'_, T> {
+    /// Row `r` of the side-by-side matrices, columns `first..first + out.len()`.
+    fn row(&self, r: usize, first: usize, out: &mut [T]) {
+        let (pixels, image_len) = (self.geom.output_len(), self.channels * self.geom.input_len());
+        let mut t = 0;
+        while t < out.len() {
+            let (n, p) = ((first + t) / pixels, (first + t) % pixels);
+            let len = (pixels - p).min(out.len() - t);
+            let image = &self.images[n * self.image_stride..][..image_len];
+            im2col_row(image, self.geom, r, p, &mut out[t..t + len]);
+            t += len;
+        }
+    }
 }
 
 /// Columns of the im2col matrix gathered per call when packing: the
@@ -145,7 +164,10 @@ const GATHER_COLUMNS: usize = 512;
 
 impl<T: Element> PackB<T> for Im2colB<'_, T> {
     fn dim(&self) -> (usize, usize) {
-        (self.channels * self.geom.kernel_len(), self.geom.output_len())
+        (
+            self.channels * self.geom.kernel_len(),
+            self.count * self.geom.output_len(),
+        )
     }
 
     fn pack(&self, rows: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [T], parallel: bool) {
@@ -159,7 +181,7 @@ impl<T: Element> PackB<T> for Im2colB<'_, T> {
             let mut line = [T::ZERO; GATHER_COLUMNS];
             let line = &mut line[..width];
             for p in 0..kc {
-                im2col_row(self.image, self.geom, k0 + p, first, line);
+                self.row(k0 + p, first, line);
                 for (q, part) in line.chunks(nr).enumerate() {
                     let row = &mut dst[(q * kc + p) * nr..][..nr];
                     row[..part.len()].copy_from_slice(part);
