@@ -50,8 +50,8 @@
 use crate::{check, Element, Error, Result};
 use ndarray::{s, Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2};
 use patchwise_kernels::{
-    checked_product, col2im, gemm, gemm_im2col, gemm_im2col_serial, gemm_im2col_transposed,
-    gemm_im2col_transposed_serial, gemm_serial, Window2d,
+    checked_product, col2im, gemm, gemm_im2col, gemm_im2col_serial, gemm_im2col_stacked,
+    gemm_im2col_stacked_serial, gemm_im2col_transposed, gemm_im2col_transposed_serial, gemm_serial, Window2d,
 };
 use rayon::prelude::*;
 
@@ -214,6 +214,125 @@ impl Gemm {
             Gemm::Parallel => gemm_im2col(T::ONE, a, image, channels, geom, T::ZERO, c),
         }
     }
+
+    /// `c ← a · [im2col(image₀) … im2col(image_{count−1})]` on the chosen
+    /// thread level.
+    #[allow(clippy::too_many_arguments)]
+    fn run_stacked<T: Element>(
+        self,
+        a: ArrayView2<'_, T>,
+        images: &[T],
+        count: usize,
+        image_stride: usize,
+        channels: usize,
+        geom: &Window2d,
+        c: ArrayViewMut2<'_, T>,
+    ) -> Result<()> {
+        let product = match self {
+            Gemm::Serial => gemm_im2col_stacked_serial,
+            Gemm::Parallel => gemm_im2col_stacked,
+        };
+        product(T::ONE, a, images, count, image_stride, channels, geom, T::ZERO, c)
+    }
+}
+
+/// Output pixels per implicit-GEMM product worth aiming for: images with
+/// fewer go several to a product (whole panels, A packed once per chunk).
+const STACK_PIXELS: usize = 1024;
+
+/// A convolution-shaped product applied to every image of a batch:
+/// `dst[n][g·m + r] = (A_g · im2col(src[n], group g))[r]` — the forward
+/// pass (A = W) and the flipped-filter dx (A = the flipped W).
+struct ImplicitConv<'a, T> {
+    /// (groups·m × channels·KH·KW); group g is rows g·m...
+    a: ArrayView2<'a, T>,
+    groups: usize,
+    /// Output channels per group.
+    m: usize,
+    /// Input channels per group.
+    channels: usize,
+    geom: &'a Window2d,
+    /// Added to every pixel of output channel r, if given.
+    bias: Option<&'a [T]>,
+}
+
+impl<T: Element> ImplicitConv<'_, T> {
+    /// Runs over `n` images: `src` holds images `src_len` apart, `dst`
+    /// outputs `dst_len` apart. Images go in chunks whose size depends on
+    /// the shape only (about [`STACK_PIXELS`] output pixels, evened out);
+    /// chunks run in parallel with serial GEMMs when there are enough of
+    /// them, else one after another with parallel GEMMs — the same bits.
+    fn run(&self, n: usize, (src, src_len): (&[T], usize), (dst, dst_len): (&mut [T], usize)) -> Result<()> {
+        let pixels = self.geom.output_len();
+        let chunks = (n * pixels).div_ceil(STACK_PIXELS).clamp(1, n);
+        let per_chunk = n.div_ceil(chunks);
+        let chunk = |i: usize, dst: &mut [T], buf: &mut Vec<T>, mode: Gemm| {
+            let count = per_chunk.min(n - i * per_chunk);
+            self.chunk(
+                &src[i * per_chunk * src_len..],
+                (count, src_len),
+                (dst, dst_len),
+                buf,
+                mode,
+            )
+        };
+        let dsts = dst.chunks_mut(per_chunk * dst_len);
+        if rayon::current_num_threads() <= n.div_ceil(per_chunk) {
+            dst.par_chunks_mut(per_chunk * dst_len)
+                .enumerate()
+                .try_for_each_init(Vec::new, |buf, (i, d)| chunk(i, d, buf, Gemm::Serial))
+        } else {
+            let mut buf = Vec::new();
+            dsts.enumerate()
+                .try_for_each(|(i, d)| chunk(i, d, &mut buf, Gemm::Parallel))
+        }
+    }
+
+    /// One chunk of `count` images; several go through one stacked product
+    /// into `buf`, then to their places in `dst`.
+    fn chunk(
+        &self,
+        src: &[T],
+        (count, src_len): (usize, usize),
+        (dst, dst_len): (&mut [T], usize),
+        buf: &mut Vec<T>,
+        mode: Gemm,
+    ) -> Result<()> {
+        let (m, c, p) = (self.m, self.channels, self.geom.output_len());
+        let plane = self.geom.input_len();
+        for g in 0..self.groups {
+            let a_g = self.a.slice(s![g * m..(g + 1) * m, ..]);
+            let src_g = &src[g * c * plane..];
+            if count == 1 {
+                let out =
+                    ArrayViewMut2::from_shape((m, p), &mut dst[g * m * p..][..m * p]).expect("m·P elements");
+                if self.geom.is_pointwise() {
+                    let image =
+                        ArrayView2::from_shape((c, plane), &src_g[..c * plane]).expect("C·HW elements");
+                    mode.run(a_g, image, T::ZERO, out)?;
+                } else {
+                    mode.run_im2col(a_g, &src_g[..c * plane], c, self.geom, out)?;
+                }
+                continue;
+            }
+            buf.resize(m * count * p, T::ZERO);
+            let out = ArrayViewMut2::from_shape((m, count * p), &mut buf[..]).expect("m·count·P elements");
+            mode.run_stacked(a_g, src_g, count, src_len, c, self.geom, out)?;
+            for (r, row) in buf.chunks_exact(count * p).enumerate() {
+                for (i, pixels) in row.chunks_exact(p).enumerate() {
+                    dst[i * dst_len + (g * m + r) * p..][..p].copy_from_slice(pixels);
+                }
+            }
+        }
+        if let Some(bias) = self.bias {
+            for image in dst.chunks_exact_mut(dst_len).take(count) {
+                for (row, &b) in image.chunks_exact_mut(p).zip(bias.iter()) {
+                    row.iter_mut().for_each(|v| *v += b);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What [`backward`] needs: the input, the weights and the geometry.
@@ -241,36 +360,6 @@ fn weight_matrix<'a, T: Element>(w: &'a Array4<T>, plan: &Plan) -> ArrayView2<'a
         .expect("F·K elements")
 }
 
-/// One image's output: per group, `out_g = W_g · im2col(x_g)` as an implicit
-/// GEMM (the column matrix is never built; 1×1 convolutions use the image
-/// itself), then the bias.
-fn forward_image<T: Element>(
-    plan: &Plan,
-    w: ArrayView2<'_, T>,
-    b: &ArrayView1<'_, T>,
-    image: &[T],
-    out: &mut [T],
-    mode: Gemm,
-) -> Result<()> {
-    let (fg, p, cg, hw) = (plan.fg(), plan.p(), plan.cg(), plan.geom.input_len());
-    for g in 0..plan.groups {
-        let group = &image[g * cg * hw..][..cg * hw];
-        let w_g = w.slice(s![g * fg..(g + 1) * fg, ..]);
-        let out_g =
-            ArrayViewMut2::from_shape((fg, p), &mut out[g * fg * p..][..fg * p]).expect("Fg·P elements");
-        if plan.geom.is_pointwise() {
-            let cols = ArrayView2::from_shape((cg, hw), group).expect("Cg·HW elements");
-            mode.run(w_g, cols, T::ZERO, out_g)?;
-        } else {
-            mode.run_im2col(w_g, group, cg, &plan.geom, out_g)?;
-        }
-    }
-    for (row, &bias) in out.chunks_exact_mut(p).zip(b) {
-        row.iter_mut().for_each(|v| *v += bias);
-    }
-    Ok(())
-}
-
 /// Forward pass.
 ///
 /// # Errors
@@ -292,19 +381,18 @@ pub fn forward<T: Element>(
     let mut out = Array4::zeros((plan.n, plan.f, oh, ow));
     let out_len = plan.f * plan.p();
     if plan.n > 0 && out_len > 0 {
-        let wm = weight_matrix(&w, &plan);
+        let bias = b.to_vec();
+        let conv = ImplicitConv {
+            a: weight_matrix(&w, &plan),
+            groups: plan.groups,
+            m: plan.fg(),
+            channels: plan.cg(),
+            geom: &plan.geom,
+            bias: Some(&bias),
+        };
         let images = x.as_slice().expect("owned standard layout");
         let outs = out.as_slice_mut().expect("fresh array");
-        let image = |i: usize| &images[i * plan.image_len()..(i + 1) * plan.image_len()];
-        if plan.parallel_over(plan.n) {
-            outs.par_chunks_mut(out_len)
-                .enumerate()
-                .try_for_each(|(i, o)| forward_image(&plan, wm, &b, image(i), o, Gemm::Serial))?;
-        } else {
-            for (i, o) in outs.chunks_mut(out_len).enumerate() {
-                forward_image(&plan, wm, &b, image(i), o, Gemm::Parallel)?;
-            }
-        }
+        conv.run(plan.n, (images, plan.image_len()), (outs, out_len))?;
     }
     Ok((out, ConvCache { x, w, plan }))
 }
@@ -446,10 +534,11 @@ fn flipped_geometry(g: &Window2d) -> Option<Window2d> {
     (flipped.output() == g.input()).then_some(flipped)
 }
 
+/// dx of one image by the pointwise product or the column route (the
+/// flipped route runs as an [`ImplicitConv`] over the whole batch).
 fn backward_dx_image<T: Element>(
     plan: &Plan,
     w: ArrayView2<'_, T>,
-    route: &DxRoute<T>,
     dout: &[T],
     dx: &mut [T],
     buf: &mut Vec<T>,
@@ -461,21 +550,14 @@ fn backward_dx_image<T: Element>(
         let dout_m = ArrayView2::from_shape((fg, p), dout_g).expect("Fg·P elements");
         let w_g = w.slice(s![g * fg..(g + 1) * fg, ..]);
         let dx_g = &mut dx[g * cg * hw..][..cg * hw];
-        match route {
-            DxRoute::Pointwise => {
-                let dx_g = ArrayViewMut2::from_shape((cg, hw), dx_g).expect("Cg·HW elements");
-                mode.run(w_g.t(), dout_m, T::ZERO, dx_g)?;
-            }
-            DxRoute::Flipped { w, geom } => {
-                let dx_g = ArrayViewMut2::from_shape((cg, hw), dx_g).expect("Cg·HW elements");
-                mode.run_im2col(w.slice(s![g * cg..(g + 1) * cg, ..]), dout_g, fg, geom, dx_g)?;
-            }
-            DxRoute::Col2im => {
-                buf.resize(plan.k() * p, T::ZERO);
-                let dcols = ArrayViewMut2::from_shape((plan.k(), p), &mut buf[..]).expect("K·P elements");
-                mode.run(w_g.t(), dout_m, T::ZERO, dcols)?;
-                col2im(buf, cg, &plan.geom, dx_g)?;
-            }
+        if plan.geom.is_pointwise() {
+            let dx_g = ArrayViewMut2::from_shape((cg, hw), dx_g).expect("Cg·HW elements");
+            mode.run(w_g.t(), dout_m, T::ZERO, dx_g)?;
+        } else {
+            buf.resize(plan.k() * p, T::ZERO);
+            let dcols = ArrayViewMut2::from_shape((plan.k(), p), &mut buf[..]).expect("K·P elements");
+            mode.run(w_g.t(), dout_m, T::ZERO, dcols)?;
+            col2im(buf, cg, &plan.geom, dx_g)?;
         }
     }
     Ok(())
@@ -513,23 +595,33 @@ pub fn backward<T: Element>(dout: ArrayView4<'_, T>, cache: &ConvCache<T>) -> Re
         .into_shape_with_order((plan.f, plan.cg(), kh, kw))
         .expect("F·K elements");
 
-    // dx: one image per task.
     let mut dx = Array4::zeros(cache.x.raw_dim());
     if plan.n > 0 && out_len > 0 && plan.image_len() > 0 {
         let route = DxRoute::new(&plan, &cache.w);
         let dxs = dx.as_slice_mut().expect("fresh array");
         let image_len = plan.image_len();
-        if plan.parallel_over(plan.n) {
+        if let DxRoute::Flipped { w, geom } = &route {
+            let conv = ImplicitConv {
+                a: w.view(),
+                groups: plan.groups,
+                m: plan.cg(),
+                channels: plan.fg(),
+                geom,
+                bias: None,
+            };
+            conv.run(plan.n, (douts, out_len), (dxs, image_len))?;
+        } else if plan.parallel_over(plan.n) {
+            // One image per task.
             douts
                 .par_chunks(out_len)
                 .zip(dxs.par_chunks_mut(image_len))
                 .try_for_each_init(Vec::new, |buf, (d, dx)| {
-                    backward_dx_image(&plan, wm, &route, d, dx, buf, Gemm::Serial)
+                    backward_dx_image(&plan, wm, d, dx, buf, Gemm::Serial)
                 })?;
         } else {
             let mut buf = Vec::new();
             for (d, dx) in douts.chunks(out_len).zip(dxs.chunks_mut(image_len)) {
-                backward_dx_image(&plan, wm, &route, d, dx, &mut buf, Gemm::Parallel)?;
+                backward_dx_image(&plan, wm, d, dx, &mut buf, Gemm::Parallel)?;
             }
         }
     }
