@@ -507,13 +507,18 @@ impl<T: Element> DxRoute<T> {
         let Some(geom) = flipped_geometry(&plan.geom).filter(|_| finite) else {
             return DxRoute::Col2im;
         };
-        let (_, _, kh, kw) = w.dim();
-        let (cg, fg) = (plan.cg(), plan.fg());
-        let w = Array2::from_shape_fn((plan.c, fg * kh * kw), |(c, q)| {
-            let (f, i, j) = (q / (kh * kw), q / kw % kh, q % kw);
-            w[[c / cg * fg + f, c % cg, kh - 1 - i, kw - 1 - j]]
-        });
-        DxRoute::Flipped { w, geom }
+        let (cg, fg, taps) = (plan.cg(), plan.fg(), plan.geom.kernel_len());
+        let filters = w.as_slice().expect("owned standard layout");
+        let mut flipped = Array2::zeros((plan.c, fg * taps));
+        for (c, mut row) in flipped.rows_mut().into_iter().enumerate() {
+            let row = row.as_slice_mut().expect("fresh row");
+            for (f, dst) in row.chunks_exact_mut(taps).enumerate() {
+                // Rotating a KH×KW block by 180° reverses its row-major order.
+                let src = &filters[((c / cg * fg + f) * cg + c % cg) * taps..][..taps];
+                dst.iter_mut().zip(src.iter().rev()).for_each(|(d, &v)| *d = v);
+            }
+        }
+        DxRoute::Flipped { w: flipped, geom }
     }
 }
 
