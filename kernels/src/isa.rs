@@ -90,7 +90,7 @@ pub fn selected() -> Isa {
 /// instruction set, each copy under `#[target_feature]`, and runs the copy
 /// for the set [`selected`] picks: plain loops are then auto-vectorised with
 /// AVX2 or AVX-512 where the CPU has them, and the forced-ISA test runs
-/// cover every copy. The body must be free of `return` (it is inlined).
+/// cover every copy.
 macro_rules! multiversion {
     ($(#[$meta:meta])* fn $name:ident<$($g:ident: $b:path),+>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*

@@ -16,8 +16,10 @@
 //! tap by tap over whole output rows, reading the input split by column
 //! phase ([`phase`]), so every pass is contiguous and vectorised; the border
 //! windows take a per-window loop. The ubiquitous 2×2 / stride-2 / unpadded
-//! windows have dedicated single-pass forward kernels. Every path visits a
-//! window's pixels in the same row-major order, so all give the same bits.
+//! windows have dedicated single-pass kernels, forward and backward. Every
+//! path visits a window's pixels in the same row-major order, so all give
+//! the same bits. The per-plane passes are compiled once per instruction
+//! set and run in the copy [`crate::selected_isa`] picks.
 
 mod avg;
 mod max;
