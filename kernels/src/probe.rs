@@ -8,7 +8,7 @@ const ACCUMULATORS: usize = 12;
 
 pub use crate::isa::Isa;
 
-/// Runs `iterations` rounds of [`ACCUMULATORS`] independent f32 FMAs on
+/// Runs `iterations` rounds of 12 independent f32 FMAs on
 /// vectors of `isa` and returns the number of floating-point operations done
 /// (2 per lane per FMA). Time it to get the single-thread peak. An `isa` the
 /// CPU lacks runs (and counts) the scalar loop instead.
