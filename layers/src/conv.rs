@@ -276,14 +276,14 @@ impl<T: Element> ImplicitConv<'_, T> {
                 mode,
             )
         };
-        let dsts = dst.chunks_mut(per_chunk * dst_len);
         if rayon::current_num_threads() <= n.div_ceil(per_chunk) {
             dst.par_chunks_mut(per_chunk * dst_len)
                 .enumerate()
                 .try_for_each_init(Vec::new, |buf, (i, d)| chunk(i, d, buf, Gemm::Serial))
         } else {
             let mut buf = Vec::new();
-            dsts.enumerate()
+            dst.chunks_mut(per_chunk * dst_len)
+                .enumerate()
                 .try_for_each(|(i, d)| chunk(i, d, &mut buf, Gemm::Parallel))
         }
     }

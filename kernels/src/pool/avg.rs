@@ -1,6 +1,6 @@
 //! Average pooling, forward and backward.
 
-use super::{for_each_plane, plane_counts, Scratch, Spans};
+use super::{for_each_plane, is_2x2_stride2, plane_counts, Scratch, Spans};
 use crate::error::{check_len, Result};
 use crate::isa::multiversion;
 use crate::{Element, Window2d};
@@ -32,7 +32,7 @@ pub fn avg_pool2d_forward<T: Element>(
     check_len("out", out.len(), planes * out_len)?;
     let width = geom.input()[1];
     let mut no_aux = vec![(); out.len()];
-    if geom.kernel() == [2, 2] && geom.stride() == [2, 2] && geom.pad() == [0, 0] {
+    if is_2x2_stride2(geom) {
         // Every window full: a straight pass over row pairs (vectorisable),
         // summing in the same order as the general path.
         let ow = geom.output()[1];
@@ -145,7 +145,7 @@ pub fn avg_pool2d_backward<T: Element>(
         return Ok(());
     }
     let mut no_aux = vec![(); dx.len()];
-    if geom.kernel() == [2, 2] && geom.stride() == [2, 2] && geom.pad() == [0, 0] {
+    if is_2x2_stride2(geom) {
         for_each_plane(
             (dout, out_len),
             (dx, &mut no_aux, in_len),

@@ -1,6 +1,6 @@
 //! Max pooling: forward with a compact arg-max, backward by scatter to it.
 
-use super::{for_each_plane, plane_counts, Scratch, Spans, PARALLEL_MIN_ELEMENTS};
+use super::{for_each_plane, is_2x2_stride2, plane_counts, Scratch, Spans, PARALLEL_MIN_ELEMENTS};
 use crate::error::{check_len, Error, Result};
 use crate::isa::multiversion;
 use crate::{Element, Window2d};
@@ -74,7 +74,7 @@ pub fn max_pool2d_forward<T: Element, I: ArgIndex>(
     check_len("x", x.len(), planes * in_len)?;
     check_len("out", out.len(), planes * out_len)?;
     check_len("argmax", argmax.len(), planes * out_len)?;
-    if geom.kernel() == [2, 2] && geom.stride() == [2, 2] && geom.pad() == [0, 0] {
+    if is_2x2_stride2(geom) {
         let (width, ow) = (geom.input()[1], geom.output()[1]);
         for_each_plane(
             (x, in_len),
@@ -250,20 +250,19 @@ pub fn max_pool2d_backward<T: Element, I: ArgIndex>(
     if planes == 0 {
         return Ok(());
     }
-    let spans = Spans::new(geom);
-    let non_overlapping = geom.kernel() == [2, 2] && geom.stride() == [2, 2] && geom.pad() == [0, 0];
+    let non_overlapping = is_2x2_stride2(geom);
     if non_overlapping {
         if let Some(bad) = argmax.iter().find(|a| a.tap() >= 4) {
             return Err(bad_tap(geom, bad));
         }
     }
-    let run = |(dx, (dout, arg)): (&mut [T], (&[T], &[I]))| {
-        if non_overlapping {
+    let scatter = (!non_overlapping).then(|| Scatter::new(geom));
+    let run = |(dx, (dout, arg)): (&mut [T], (&[T], &[I]))| match &scatter {
+        None => {
             max_plane_backward_2x2_stride2(dout, arg, geom, dx);
             Ok(())
-        } else {
-            max_plane_backward(dout, arg, geom, &spans, dx)
         }
+        Some(scatter) => scatter.plane(dout, arg, geom, dx),
     };
     if dx.len() < PARALLEL_MIN_ELEMENTS || rayon::current_num_threads() == 1 {
         dx.chunks_mut(in_len)
@@ -288,44 +287,60 @@ fn bad_tap<I: ArgIndex>(geom: &Window2d, tap: &I) -> Error {
     )
 }
 
-/// Backward of one plane: zero it, then add each `dout` at its arg-max
-/// (the plane stays in cache between the two).
-fn max_plane_backward<T: Element, I: ArgIndex>(
-    dout: &[T],
-    argmax: &[I],
-    geom: &Window2d,
-    spans: &Spans,
-    dx: &mut [T],
-) -> Result<()> {
-    dx.fill(T::ZERO);
-    let (width, kw) = (geom.input()[1], geom.kernel()[1]);
-    // Tap → (row, column) in the window, without a division per output.
-    let rows_of: Vec<usize> = (0..geom.kernel_len()).map(|t| t / kw).collect();
-    let cols_of: Vec<usize> = (0..geom.kernel_len()).map(|t| t % kw).collect();
-    let ow = spans.cols.len();
-    for (((&(y0, ny), &skip_y), dout_row), arg_row) in spans
-        .rows
-        .iter()
-        .zip(&spans.row_skip)
-        .zip(dout.chunks_exact(ow))
-        .zip(argmax.chunks_exact(ow))
-    {
-        for (((&d, &a), &(x0, nx)), &skip_x) in
-            dout_row.iter().zip(arg_row).zip(&spans.cols).zip(&spans.col_skip)
-        {
-            let tap = a.tap();
-            let (Some(&i), Some(&j)) = (rows_of.get(tap), cols_of.get(tap)) else {
-                return Err(bad_tap(geom, &a));
-            };
-            // Wrapping: a tap on padding becomes a huge index, caught below.
-            let (y, x) = (i.wrapping_sub(skip_y), j.wrapping_sub(skip_x));
-            if y >= ny || x >= nx {
-                return Err(bad_tap(geom, &a));
-            }
-            dx[(y0 + y) * width + x0 + x] += d;
+/// What the general backward pass shares between planes: the window spans
+/// and, per tap, its row and column in the window (no division per output).
+struct Scatter {
+    spans: Spans,
+    rows_of: Vec<usize>,
+    cols_of: Vec<usize>,
+}
+
+impl Scatter {
+    fn new(geom: &Window2d) -> Self {
+        let kw = geom.kernel()[1];
+        Self {
+            spans: Spans::new(geom),
+            rows_of: (0..geom.kernel_len()).map(|t| t / kw).collect(),
+            cols_of: (0..geom.kernel_len()).map(|t| t % kw).collect(),
         }
     }
-    Ok(())
+
+    /// Backward of one plane: zero it, then add each `dout` at its arg-max
+    /// (the plane stays in cache between the two).
+    fn plane<T: Element, I: ArgIndex>(
+        &self,
+        dout: &[T],
+        argmax: &[I],
+        geom: &Window2d,
+        dx: &mut [T],
+    ) -> Result<()> {
+        dx.fill(T::ZERO);
+        let (width, spans) = (geom.input()[1], &self.spans);
+        let ow = spans.cols.len();
+        for (((&(y0, ny), &skip_y), dout_row), arg_row) in spans
+            .rows
+            .iter()
+            .zip(&spans.row_skip)
+            .zip(dout.chunks_exact(ow))
+            .zip(argmax.chunks_exact(ow))
+        {
+            for (((&d, &a), &(x0, nx)), &skip_x) in
+                dout_row.iter().zip(arg_row).zip(&spans.cols).zip(&spans.col_skip)
+            {
+                let tap = a.tap();
+                let (Some(&i), Some(&j)) = (self.rows_of.get(tap), self.cols_of.get(tap)) else {
+                    return Err(bad_tap(geom, &a));
+                };
+                // Wrapping: a tap on padding becomes a huge index, caught below.
+                let (y, x) = (i.wrapping_sub(skip_y), j.wrapping_sub(skip_x));
+                if y >= ny || x >= nx {
+                    return Err(bad_tap(geom, &a));
+                }
+                dx[(y0 + y) * width + x0 + x] += d;
+            }
+        }
+        Ok(())
+    }
 }
 
 multiversion! {

@@ -86,6 +86,12 @@ impl Spans {
     }
 }
 
+/// Whether `geom` has 2×2 windows, stride 2 and no padding: the common case
+/// with dedicated passes (every window full, no two overlapping).
+fn is_2x2_stride2(geom: &Window2d) -> bool {
+    geom.kernel() == [2, 2] && geom.stride() == [2, 2] && geom.pad() == [0, 0]
+}
+
 /// Checks that `geom` is a pooling geometry (what [`Window2d::pooling`]
 /// builds: every window holds a real pixel, no dilation) and that the sizes
 /// fit `usize`; returns the input and output pixels per plane.
