@@ -240,6 +240,15 @@ impl Gemm {
 /// fewer go several to a product (whole panels, A packed once per chunk).
 const STACK_PIXELS: usize = 1024;
 
+/// Images per chunk of a batch of `n` images of `pixels` output pixels:
+/// about [`STACK_PIXELS`] pixels per chunk, the chunks evened out. Depends
+/// on the shape only, never on the thread count, so the order of every sum
+/// is fixed.
+fn images_per_chunk(n: usize, pixels: usize) -> usize {
+    let chunks = (n * pixels).div_ceil(STACK_PIXELS).clamp(1, n);
+    n.div_ceil(chunks)
+}
+
 /// A convolution-shaped product applied to every image of a batch:
 /// `dst[n][g·m + r] = (A_g · im2col(src[n], group g))[r]` — the forward
 /// pass (A = W) and the flipped-filter dx (A = the flipped W).
@@ -264,8 +273,7 @@ impl<T: Element> ImplicitConv<'_, T> {
     /// them, else one after another with parallel GEMMs — the same bits.
     fn run(&self, n: usize, (src, src_len): (&[T], usize), (dst, dst_len): (&mut [T], usize)) -> Result<()> {
         let pixels = self.geom.output_len();
-        let chunks = (n * pixels).div_ceil(STACK_PIXELS).clamp(1, n);
-        let per_chunk = n.div_ceil(chunks);
+        let per_chunk = images_per_chunk(n, pixels);
         let chunk = |i: usize, dst: &mut [T], buf: &mut Vec<T>, mode: Gemm| {
             let count = per_chunk.min(n - i * per_chunk);
             self.chunk(
@@ -397,12 +405,8 @@ pub fn forward<T: Element>(
     Ok((out, ConvCache { x, w, plan }))
 }
 
-/// Target inner dimension (output pixels) of one dW partial product.
-const DW_CHUNK_PIXELS: usize = 1024;
-
 /// dW = Σₙ doutₙ · im2col(xₙ)ᵀ. The batch is cut into chunks of whole
-/// images with about [`DW_CHUNK_PIXELS`] output pixels, a number that
-/// depends on the shape only; each chunk's sum is one GEMM per group with
+/// images ([`images_per_chunk`], a number that depends on the shape only); each chunk's sum is one GEMM per group with
 /// the chunk's images stacked along the product's inner dimension (column
 /// matrices never built), and the chunks' partial sums are added in chunk
 /// order. Chunks run in parallel with serial GEMMs when there are enough of
@@ -410,7 +414,7 @@ const DW_CHUNK_PIXELS: usize = 1024;
 /// way, whatever the thread count.
 fn weight_gradient<T: Element>(plan: &Plan, images: &[T], douts: &[T]) -> Result<Array2<T>> {
     let p = plan.p();
-    let per_chunk = DW_CHUNK_PIXELS.div_ceil(p).clamp(1, plan.n);
+    let per_chunk = images_per_chunk(plan.n, p);
     let firsts: Vec<usize> = (0..plan.n).step_by(per_chunk).collect();
     let chunk = |first: usize, mode: Gemm| {
         let count = per_chunk.min(plan.n - first);

@@ -19,7 +19,9 @@ fn divisor<T: Element>(geom: &Window2d, real: usize, count_include_pad: bool) ->
 /// KH·KW (`count_include_pad`) or by its number of real pixels.
 ///
 /// # Errors
-/// [`Error::Shape`](crate::Error::Shape) on wrong slice lengths.
+/// [`Error::Shape`](crate::Error::Shape) on wrong slice lengths;
+/// [`Error::Parameter`](crate::Error::Parameter) if `geom` is not a pooling
+/// geometry.
 pub fn avg_pool2d_forward<T: Element>(
     x: &[T],
     planes: usize,
@@ -129,7 +131,9 @@ fn add_blocks<T: Element>(acc: &mut [T], add: &[T]) {
 /// in the forward pass and added to every real pixel of its window.
 ///
 /// # Errors
-/// [`Error::Shape`](crate::Error::Shape) on wrong slice lengths.
+/// [`Error::Shape`](crate::Error::Shape) on wrong slice lengths;
+/// [`Error::Parameter`](crate::Error::Parameter) if `geom` is not a pooling
+/// geometry.
 pub fn avg_pool2d_backward<T: Element>(
     dout: &[T],
     planes: usize,
