@@ -545,13 +545,13 @@ fn im2col_transposed_product<T: Element>(
     }
     match backend() {
         Backend::Patchwise => {
-            let b = pack::Im2colTransposedB {
+            let b = pack::Im2colTransposedB(pack::Im2colB {
                 images,
                 image_stride,
                 count,
                 channels,
                 geom,
-            };
+            });
             let parallel = worth_parallel(m, taps, pixels, parallel);
             blocked::gemm_blocked(&kernel::selected::<T>(), alpha, a, &b, beta, c, parallel);
         }

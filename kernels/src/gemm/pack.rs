@@ -246,40 +246,23 @@ fn im2col_row<T: Element>(image: &[T], g: &Window2d, r: usize, first: usize, out
 /// with the whole batch along the product's inner dimension. Never built:
 /// packing gathers each tap's run of pixels and writes it down a panel
 /// column.
-pub(crate) struct Im2colTransposedB<'a, T> {
-    /// Image n starts at `images[n·image_stride]`.
-    pub images: &'a [T],
-    pub image_stride: usize,
-    pub count: usize,
-    pub channels: usize,
-    pub geom: &'a Window2d,
-}
+pub(crate) struct Im2colTransposedB<'a, T>(pub Im2colB<'a, T>);
 
 impl<T: Element> PackB<T> for Im2colTransposedB<'_, T> {
     fn dim(&self) -> (usize, usize) {
-        (
-            self.count * self.geom.output_len(),
-            self.channels * self.geom.kernel_len(),
-        )
+        let (taps, pixels) = self.0.dim();
+        (pixels, taps)
     }
 
     fn pack(&self, rows: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [T], parallel: bool) {
         let kc = rows.len();
-        let (pixels, image_len) = (self.geom.output_len(), self.channels * self.geom.input_len());
         let panel = |(s, dst): (usize, &mut [T])| {
             let first = cols.start + s * nr;
             let width = nr.min(cols.end - first);
             let mut line = vec![T::ZERO; kc];
             for jj in 0..width {
-                // Tap `first + jj` of pixels rows.start.., image by image.
-                let (mut r, mut t) = (rows.start, 0);
-                while r < rows.end {
-                    let (n, p) = (r / pixels, r % pixels);
-                    let len = (pixels - p).min(rows.end - r);
-                    let image = &self.images[n * self.image_stride..][..image_len];
-                    im2col_row(image, self.geom, first + jj, p, &mut line[t..t + len]);
-                    (r, t) = (r + len, t + len);
-                }
+                // Tap `first + jj` of the pixels `rows`, down panel column jj.
+                self.0.row(first + jj, rows.start, &mut line);
                 scatter(&mut dst[jj..], nr, line.iter());
             }
             for step in dst.chunks_exact_mut(nr).take(kc) {
