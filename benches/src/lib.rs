@@ -347,6 +347,9 @@ fn conv_bench(op: &'static str, shape: String, c: ConvShape, backward: bool) -> 
     });
     let params = conv::ConvParams::new(c.stride, c.pad);
     let fast = if backward {
+        // The cache borrows x and w for as long as the runner lives: leak
+        // them (a few MB per benchmark, once per process).
+        let (x, w) = (&*Box::leak(Box::new(x)), &*Box::leak(Box::new(w)));
         let (_, cache) = conv::forward(x.view(), w.view(), b.view(), &params).expect("valid");
         Runner::new("fast", move || {
             std::hint::black_box(conv::backward(dout.view(), &cache).expect("valid"));

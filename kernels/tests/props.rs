@@ -574,7 +574,11 @@ fn gemm_beta_zero_does_not_read_c() {
     assert_eq!(c, ndarray::array![[1.0f32, 2.0]]);
 }
 
-fn check_implicit_gemm<T: Real>(g: &Geometry, m: usize, raw: &[f64]) {
+/// The implicit GEMM (parallel and serial) equals the GEMM on the explicit
+/// im2col matrix, bit for bit, with C ← 1.5·A·B + beta·C. Beta = 0 takes the
+/// in-place route for stride 1 and few rows (C starts as NaN: it must not be
+/// read), beta = 1 the packed one.
+fn check_implicit_gemm<T: Real>(g: &Geometry, m: usize, beta: f64, raw: &[f64]) {
     let Ok(geom) = g.window() else { return };
     let c = g.channels;
     let image: Vec<T> = (0..c * geom.input_len())
@@ -587,37 +591,18 @@ fn check_implicit_gemm<T: Real>(g: &Geometry, m: usize, raw: &[f64]) {
     let mut cols = vec![<T as Element>::ZERO; k * geom.output_len()];
     im2col(&image, c, &geom, &mut cols).unwrap();
     let cols = Array2::from_shape_vec((k, geom.output_len()), cols).unwrap();
-    let mut explicit = Array2::from_elem((m, geom.output_len()), <T as Element>::from_f64(0.5));
+    let start = if beta == 0.0 { f64::NAN } else { 0.5 };
+    let mut explicit = Array2::from_elem((m, geom.output_len()), <T as Element>::from_f64(start));
     let mut implicit = explicit.clone();
     let mut serial = explicit.clone();
-    gemm(
-        <T as Element>::from_f64(1.5),
-        a.view(),
-        cols.view(),
-        <T as Element>::ONE,
-        explicit.view_mut(),
-    )
-    .unwrap();
-    gemm_im2col(
-        <T as Element>::from_f64(1.5),
-        a.view(),
-        &image,
-        c,
-        &geom,
-        <T as Element>::ONE,
-        implicit.view_mut(),
-    )
-    .unwrap();
-    gemm_im2col_serial(
-        <T as Element>::from_f64(1.5),
-        a.view(),
-        &image,
-        c,
-        &geom,
-        <T as Element>::ONE,
-        serial.view_mut(),
-    )
-    .unwrap();
+    let (alpha, beta) = (<T as Element>::from_f64(1.5), <T as Element>::from_f64(beta));
+    gemm(alpha, a.view(), cols.view(), beta, explicit.view_mut()).unwrap();
+    gemm_im2col(alpha, a.view(), &image, c, &geom, beta, implicit.view_mut()).unwrap();
+    gemm_im2col_serial(alpha, a.view(), &image, c, &geom, beta, serial.view_mut()).unwrap();
+    assert!(
+        explicit.iter().all(|v| v.is_finite()),
+        "finite inputs give finite outputs"
+    );
     assert_eq!(
         explicit, implicit,
         "implicit GEMM equals GEMM on the explicit im2col matrix"
@@ -625,13 +610,47 @@ fn check_implicit_gemm<T: Real>(g: &Geometry, m: usize, raw: &[f64]) {
     assert_eq!(explicit, serial);
 }
 
+/// Stride-1 geometries large enough for several KC blocks (C·KH·KW > 256)
+/// and several column blocks, and empty images (all padding).
+fn stride1_geometry() -> impl Strategy<Value = Geometry> {
+    (
+        1usize..40,
+        [0usize..40, 0..40],
+        [1usize..5, 1..5],
+        [0usize..3, 0..3],
+        [1usize..3, 1..3],
+    )
+        .prop_map(|(channels, input, kernel, pad, dilation)| Geometry {
+            channels,
+            input,
+            kernel,
+            stride: [1, 1],
+            pad,
+            dilation,
+        })
+}
+
 proptest! {
     #![proptest_config(config(128))]
 
     #[test]
     fn implicit_gemm_equals_explicit(g in geometry(), m in 1usize..20, raw in data(131)) {
-        check_implicit_gemm::<f32>(&g, m, &raw);
-        check_implicit_gemm::<f64>(&g, m, &raw);
+        for beta in [0.0, 1.0] {
+            check_implicit_gemm::<f32>(&g, m, beta, &raw);
+            check_implicit_gemm::<f64>(&g, m, beta, &raw);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(32))]
+
+    /// The in-place (stride 1, beta = 0, M ≤ 128) route on larger shapes,
+    /// either side of its row limit.
+    #[test]
+    fn implicit_gemm_stride1_equals_explicit(g in stride1_geometry(), m in 1usize..140, raw in data(131)) {
+        check_implicit_gemm::<f32>(&g, m, 0.0, &raw);
+        check_implicit_gemm::<f64>(&g, m, 0.0, &raw);
     }
 }
 

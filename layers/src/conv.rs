@@ -48,7 +48,7 @@
 //! ```
 
 use crate::{check, Element, Error, Result};
-use ndarray::{s, Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2};
+use ndarray::{s, Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2, CowArray, Ix4};
 use patchwise_kernels::{
     checked_product, col2im, gemm, gemm_im2col, gemm_im2col_serial, gemm_im2col_stacked,
     gemm_im2col_stacked_serial, gemm_im2col_transposed, gemm_im2col_transposed_serial, gemm_serial, Window2d,
@@ -314,13 +314,7 @@ impl<T: Element> ImplicitConv<'_, T> {
             if count == 1 {
                 let out =
                     ArrayViewMut2::from_shape((m, p), &mut dst[g * m * p..][..m * p]).expect("m·P elements");
-                if self.geom.is_pointwise() {
-                    let image =
-                        ArrayView2::from_shape((c, plane), &src_g[..c * plane]).expect("C·HW elements");
-                    mode.run(a_g, image, T::ZERO, out)?;
-                } else {
-                    mode.run_im2col(a_g, &src_g[..c * plane], c, self.geom, out)?;
-                }
+                mode.run_im2col(a_g, &src_g[..c * plane], c, self.geom, out)?;
                 continue;
             }
             buf.resize(m * count * p, T::ZERO);
@@ -343,11 +337,14 @@ impl<T: Element> ImplicitConv<'_, T> {
     }
 }
 
-/// What [`backward`] needs: the input, the weights and the geometry.
+/// What [`backward`] needs: the input, the weights and the geometry. It
+/// borrows x and w from the caller when they are in standard layout (no
+/// copy: the forward pass's only extra memory is its output) and owns a
+/// standard-layout copy otherwise.
 #[derive(Clone, Debug)]
-pub struct ConvCache<T> {
-    x: Array4<T>,
-    w: Array4<T>,
+pub struct ConvCache<'a, T> {
+    x: CowArray<'a, T, Ix4>,
+    w: CowArray<'a, T, Ix4>,
     plan: Plan,
 }
 
@@ -362,10 +359,18 @@ pub struct ConvGrads<T> {
     pub db: Array1<T>,
 }
 
+/// `v` itself if it is in standard layout, else a standard-layout copy.
+fn standard_layout<T: Element>(v: ArrayView4<'_, T>) -> CowArray<'_, T, Ix4> {
+    if v.is_standard_layout() {
+        v.into()
+    } else {
+        v.as_standard_layout().into_owned().into()
+    }
+}
+
 /// The weights as the (F × C/G·KH·KW) matrix.
-fn weight_matrix<'a, T: Element>(w: &'a Array4<T>, plan: &Plan) -> ArrayView2<'a, T> {
-    ArrayView2::from_shape((plan.f, plan.k()), w.as_slice().expect("owned standard layout"))
-        .expect("F·K elements")
+fn weight_matrix<'a, T: Element>(w: &'a CowArray<'_, T, Ix4>, plan: &Plan) -> ArrayView2<'a, T> {
+    ArrayView2::from_shape((plan.f, plan.k()), w.as_slice().expect("standard layout")).expect("F·K elements")
 }
 
 /// Forward pass.
@@ -375,16 +380,15 @@ fn weight_matrix<'a, T: Element>(w: &'a Array4<T>, plan: &Plan) -> ArrayView2<'a
 /// [`Error::Parameter`] for zero stride or dilation, or groups not dividing C
 /// and F; [`Error::WindowTooLarge`] if the dilated kernel exceeds the padded
 /// input; [`Error::Overflow`] if a size overflows.
-pub fn forward<T: Element>(
-    x: ArrayView4<'_, T>,
-    w: ArrayView4<'_, T>,
+pub fn forward<'a, T: Element>(
+    x: ArrayView4<'a, T>,
+    w: ArrayView4<'a, T>,
     b: ArrayView1<'_, T>,
     params: &ConvParams,
-) -> Result<(Array4<T>, ConvCache<T>)> {
+) -> Result<(Array4<T>, ConvCache<'a, T>)> {
     let plan = Plan::new(x.dim(), w.dim(), params)?;
     check::shape("b", b.shape(), &[plan.f])?;
-    let x = x.as_standard_layout().into_owned();
-    let w = w.as_standard_layout().into_owned();
+    let (x, w) = (standard_layout(x), standard_layout(w));
     let [oh, ow] = plan.geom.output();
     let mut out = Array4::zeros((plan.n, plan.f, oh, ow));
     let out_len = plan.f * plan.p();
@@ -398,7 +402,7 @@ pub fn forward<T: Element>(
             geom: &plan.geom,
             bias: Some(&bias),
         };
-        let images = x.as_slice().expect("owned standard layout");
+        let images = x.as_slice().expect("standard layout");
         let outs = out.as_slice_mut().expect("fresh array");
         conv.run(plan.n, (images, plan.image_len()), (outs, out_len))?;
     }
@@ -498,7 +502,7 @@ enum DxRoute<T> {
 }
 
 impl<T: Element> DxRoute<T> {
-    fn new(plan: &Plan, w: &Array4<T>) -> Self {
+    fn new(plan: &Plan, w: &CowArray<'_, T, Ix4>) -> Self {
         if plan.geom.is_pointwise() {
             return DxRoute::Pointwise;
         }
@@ -512,7 +516,7 @@ impl<T: Element> DxRoute<T> {
             return DxRoute::Col2im;
         };
         let (cg, fg, taps) = (plan.cg(), plan.fg(), plan.geom.kernel_len());
-        let filters = w.as_slice().expect("owned standard layout");
+        let filters = w.as_slice().expect("standard layout");
         let mut flipped = Array2::zeros((plan.c, fg * taps));
         for (c, mut row) in flipped.rows_mut().into_iter().enumerate() {
             let row = row.as_slice_mut().expect("fresh row");
@@ -576,13 +580,13 @@ fn backward_dx_image<T: Element>(
 ///
 /// # Errors
 /// [`Error::Shape`] if dout is not (N, F, OH, OW).
-pub fn backward<T: Element>(dout: ArrayView4<'_, T>, cache: &ConvCache<T>) -> Result<ConvGrads<T>> {
+pub fn backward<T: Element>(dout: ArrayView4<'_, T>, cache: &ConvCache<'_, T>) -> Result<ConvGrads<T>> {
     let plan = cache.plan;
     let [oh, ow] = plan.geom.output();
     check::shape("dout", dout.shape(), &[plan.n, plan.f, oh, ow])?;
     let dout = dout.as_standard_layout();
     let douts = dout.as_slice().expect("standard layout");
-    let images = cache.x.as_slice().expect("owned standard layout");
+    let images = cache.x.as_slice().expect("standard layout");
     let wm = weight_matrix(&cache.w, &plan);
     let out_len = plan.f * plan.p();
 

@@ -547,13 +547,8 @@ fn non_finite_values_follow_the_policy() {
 fn zero_sized_dimensions() {
     let p = conv::ConvParams::new(1, 1);
     // No images, no channels, no filters.
-    let (out, cache) = conv::forward(
-        Array4::<f32>::zeros((0, 2, 3, 3)).view(),
-        Array4::zeros((4, 2, 3, 3)).view(),
-        Array1::zeros(4).view(),
-        &p,
-    )
-    .unwrap();
+    let (x, w) = (Array4::<f32>::zeros((0, 2, 3, 3)), Array4::zeros((4, 2, 3, 3)));
+    let (out, cache) = conv::forward(x.view(), w.view(), Array1::zeros(4).view(), &p).unwrap();
     assert_eq!(out.dim(), (0, 4, 3, 3));
     let g = conv::backward(out.view(), &cache).unwrap();
     assert_eq!((g.dx.dim(), g.dw.dim()), ((0, 2, 3, 3), (4, 2, 3, 3)));

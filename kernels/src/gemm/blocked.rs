@@ -45,7 +45,7 @@ fn grid<T>(c: ArrayViewMut2<'_, T>, mc: usize, jb: usize) -> Vec<(usize, usize, 
 
 /// A block length near `target` (a multiple of `unit`) that splits `len`
 /// into equal parts.
-fn balanced(len: usize, target: usize, unit: usize) -> usize {
+pub(super) fn balanced(len: usize, target: usize, unit: usize) -> usize {
     let parts = len.div_ceil(target.max(unit));
     len.div_ceil(parts).div_ceil(unit) * unit
 }

@@ -46,6 +46,28 @@ pub type KernelFn<T> = unsafe fn(
     beta: T,
 );
 
+/// The micro-kernel with B read in place instead of packed: step p's NR
+/// values start at `b + offsets[p]` (rows of a matrix in memory, in any
+/// order and spacing). Same tile, sums and store as [`KernelFn`], so the
+/// two give identical bits on the same values.
+///
+/// # Safety
+/// As [`KernelFn`], with `offsets` pointing to `kc` offsets and NR readable
+/// values at `b + offsets[p]` for every p < kc.
+pub type RowsKernelFn<T> = unsafe fn(
+    kc: usize,
+    a: *const T,
+    b: *const T,
+    offsets: *const isize,
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+    rows: usize,
+    cols: usize,
+    alpha: T,
+    beta: T,
+);
+
 /// A micro-kernel with its tile and cache-block sizes.
 #[derive(Clone, Copy)]
 pub struct MicroKernel<T> {
@@ -65,6 +87,8 @@ pub struct MicroKernel<T> {
     pub nc: usize,
     /// The kernel.
     pub run: KernelFn<T>,
+    /// Its twin reading B in place.
+    pub run_rows: RowsKernelFn<T>,
 }
 
 /// Picks the micro-kernel of an element type for an instruction set.
@@ -110,6 +134,7 @@ macro_rules! generic {
             jb: 128,
             nc: 4096,
             run: super::kernel_generic::kernel::<$t, $mr, $nr>,
+            run_rows: super::kernel_generic::kernel_rows::<$t, $mr, $nr>,
         }
     };
 }
@@ -131,6 +156,7 @@ impl HasKernels for f32 {
                 jb: 288,
                 nc: 4608,
                 run: super::kernel_avx512::f32_8x48,
+                run_rows: super::kernel_avx512::f32_8x48_rows,
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => MicroKernel {
@@ -142,6 +168,7 @@ impl HasKernels for f32 {
                 jb: 256,
                 nc: 4096,
                 run: super::kernel_avx2::f32_6x16,
+                run_rows: super::kernel_avx2::f32_6x16_rows,
             },
             _ => generic!(f32, 4, 8),
         }
@@ -165,6 +192,7 @@ impl HasKernels for f64 {
                 jb: 288,
                 nc: 4608,
                 run: super::kernel_avx512::f64_8x24,
+                run_rows: super::kernel_avx512::f64_8x24_rows,
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => MicroKernel {
@@ -176,6 +204,7 @@ impl HasKernels for f64 {
                 jb: 256,
                 nc: 4096,
                 run: super::kernel_avx2::f64_6x8,
+                run_rows: super::kernel_avx2::f64_6x8_rows,
             },
             _ => generic!(f64, 4, 4),
         }

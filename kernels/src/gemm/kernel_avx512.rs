@@ -10,12 +10,12 @@ use std::arch::x86_64::*;
 
 super::simd_kernel!(
     /// f64, MR = 8, NR = 24 (three 8-lane vectors).
-    f64_8x24, "avx512f", f64, __m512d, 8, 8, 3,
+    f64_8x24, f64_8x24_rows, "avx512f", f64, __m512d, 8, 8, 3,
     _mm512_setzero_pd, _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fmadd_pd, _mm512_mul_pd, _mm512_add_pd
 );
 
 super::simd_kernel!(
     /// f32, MR = 8, NR = 48 (three 16-lane vectors).
-    f32_8x48, "avx512f", f32, __m512, 16, 8, 3,
+    f32_8x48, f32_8x48_rows, "avx512f", f32, __m512, 16, 8, 3,
     _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps
 );

@@ -28,14 +28,77 @@ pub(crate) unsafe fn kernel<T: Element, const MR: usize, const NR: usize>(
             std::slice::from_raw_parts(b, kc * NR),
         )
     };
+    let acc = accumulate::<T, MR, NR>(a.chunks_exact(MR).zip(b.chunks_exact(NR)));
+    // SAFETY: forwarded from the caller.
+    unsafe { store(&acc, c, rsc, csc, rows, cols, alpha, beta) };
+}
+
+/// See [`super::kernel::RowsKernelFn`].
+///
+/// # Safety
+/// As [`super::kernel::RowsKernelFn`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn kernel_rows<T: Element, const MR: usize, const NR: usize>(
+    kc: usize,
+    a: *const T,
+    b: *const T,
+    offsets: *const isize,
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+    rows: usize,
+    cols: usize,
+    alpha: T,
+    beta: T,
+) {
+    // SAFETY: the caller guarantees kc·MR values at `a`, kc offsets, and NR
+    // values at `b + offsets[p]` for every p < kc.
+    let (a, offsets) = unsafe {
+        (
+            std::slice::from_raw_parts(a, kc * MR),
+            std::slice::from_raw_parts(offsets, kc),
+        )
+    };
+    let steps = a.chunks_exact(MR).zip(offsets.iter().map(|&o| {
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts(b.offset(o), NR) }
+    }));
+    let acc = accumulate::<T, MR, NR>(steps);
+    // SAFETY: forwarded from the caller.
+    unsafe { store(&acc, c, rsc, csc, rows, cols, alpha, beta) };
+}
+
+/// The MR×NR sums of `a[i]·b[j]` over the steps, in order.
+fn accumulate<'a, T: Element, const MR: usize, const NR: usize>(
+    steps: impl Iterator<Item = (&'a [T], &'a [T])>,
+) -> [[T; NR]; MR] {
     let mut acc = [[T::ZERO; NR]; MR];
-    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+    for (ap, bp) in steps {
         for (row, &ai) in acc.iter_mut().zip(ap) {
             for (v, &bj) in row.iter_mut().zip(bp) {
                 *v = ai.mul_add(bj, *v);
             }
         }
     }
+    acc
+}
+
+/// `C ← alpha·acc + beta·C` on the rows × cols tile (C not read when beta
+/// is 0).
+///
+/// # Safety
+/// `c` with strides (`rsc`, `csc`) must address a writable rows × cols tile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn store<T: Element, const MR: usize, const NR: usize>(
+    acc: &[[T; NR]; MR],
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+    rows: usize,
+    cols: usize,
+    alpha: T,
+    beta: T,
+) {
     for (i, row) in acc.iter().enumerate().take(rows) {
         for (j, &v) in row.iter().enumerate().take(cols) {
             // SAFETY: (i, j) lies in the caller's rows × cols tile.

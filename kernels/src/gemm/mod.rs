@@ -16,6 +16,7 @@
 //! the benchmarks.
 
 mod blocked;
+mod direct;
 pub(crate) mod kernel;
 mod kernel_avx2;
 mod kernel_avx512;
@@ -228,8 +229,11 @@ fn product<T: Element>(
 /// `C ← alpha·A·im2col(image) + beta·C` (implicit GEMM): the B operand is
 /// the im2col matrix of one image (C·KH·KW × OH·OW, see [`crate::im2col`]),
 /// which is never built — the packing routine gathers its panels straight
-/// from the image. Equal, bit for bit, to [`gemm`] on the explicit im2col
-/// matrix. Parallel on the current pool when large enough.
+/// from the image, or, for stride 1 with beta = 0 and at most 128 rows of A,
+/// the micro-kernel reads the rows of B in place from a zero-padded copy of
+/// the image (no packing of B at all). Equal, bit for bit, to [`gemm`] on
+/// the explicit im2col matrix. Parallel on the current pool when large
+/// enough.
 ///
 /// # Errors
 /// [`Error::Shape`] if `image` is not `channels`·H·W long, A is not
@@ -298,7 +302,20 @@ fn im2col_product<T: Element>(
     if trivial(m, n, k, beta, &mut c) {
         return Ok(());
     }
+    let parallel = worth_parallel(m, n, k, parallel);
     match backend() {
+        Backend::Patchwise if direct::applies(m, geom, beta) => {
+            direct::im2col_product(
+                &kernel::selected::<T>(),
+                alpha,
+                a,
+                image,
+                channels,
+                geom,
+                c,
+                parallel,
+            );
+        }
         Backend::Patchwise => {
             let b = pack::Im2colB {
                 images: image,
@@ -307,15 +324,7 @@ fn im2col_product<T: Element>(
                 channels,
                 geom,
             };
-            blocked::gemm_blocked(
-                &kernel::selected::<T>(),
-                alpha,
-                a,
-                &b,
-                beta,
-                c,
-                worth_parallel(m, n, k, parallel),
-            );
+            blocked::gemm_blocked(&kernel::selected::<T>(), alpha, a, &b, beta, c, parallel);
         }
         Backend::MatrixMultiply => {
             let mut cols = vec![T::ZERO; k * n];

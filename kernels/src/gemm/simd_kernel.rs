@@ -1,26 +1,65 @@
 //! The one body of every SIMD micro-kernel, written once and instantiated
 //! per instruction set and element type (as matrixmultiply does): the ISA
 //! files only name the vector type and intrinsics.
+//!
+//! Each instantiation makes two kernels that differ only in where step p's
+//! NR values of B come from: a packed micro-panel (`b + p·NR`, the
+//! [`super::kernel::KernelFn`] contract) or a row of a matrix read in place
+//! (`b + offsets[p]`, the [`super::kernel::RowsKernelFn`] contract).
 
-/// Defines `unsafe fn $name` with the [`super::kernel::KernelFn`] signature,
-/// compiled with `#[target_feature(enable = $feature)]`: an `$mr` × (`$nv`
-/// vectors of `$lanes`) register tile.
+/// Defines `unsafe fn $name` ([`super::kernel::KernelFn`]) and
+/// `unsafe fn $rows_name` ([`super::kernel::RowsKernelFn`]), compiled with
+/// `#[target_feature(enable = $feature)]`: an `$mr` × (`$nv` vectors of
+/// `$lanes`) register tile.
 macro_rules! simd_kernel {
     (
-        $(#[$doc:meta])* $name:ident, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
+        $(#[$doc:meta])* $name:ident, $rows_name:ident, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
+        $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident, $mul:ident, $add:ident
+    ) => {
+        $crate::gemm::simd_kernel::simd_kernel!(@body
+            $(#[$doc])*
+            /// B: a packed micro-panel.
+            $name, (b: *const $t), |p, kc| b.add(p * $lanes * $nv), {},
+            $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
+        );
+        $crate::gemm::simd_kernel::simd_kernel!(@body
+            $(#[$doc])*
+            /// B: rows read in place, step p's at `b + offsets[p]`.
+            $rows_name, (b: *const $t, offsets: *const isize), |p, kc| b.offset(*offsets.add(p)),
+            {
+                // Rows read in place may lie far apart (a 1×1
+                // convolution's: one image plane per step), more streams
+                // than the hardware prefetchers follow: fetch the row
+                // PREFETCH steps ahead, and the line past its end (the next
+                // panel's start). Measured 1.4× on a 256-channel 1×1
+                // convolution, neutral on 3×3 ones.
+                const PREFETCH: usize = 8;
+                let next = b.offset(*offsets.add((p + PREFETCH).min(kc - 1))) as *const i8;
+                let mut byte = 0;
+                while byte < $lanes * $nv * std::mem::size_of::<$t>() + 63 {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(next.add(byte));
+                    byte += 64;
+                }
+            },
+            $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
+        );
+    };
+    (@body
+        $(#[$doc:meta])* $name:ident, ($($b:ident: $bt:ty),*), |$p:ident, $kc:ident| $b_step:expr, $prefetch:block,
+        $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
         $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident, $mul:ident, $add:ident
     ) => {
         $(#[$doc])*
         ///
         /// # Safety
-        /// As [`super::kernel::KernelFn`], and the CPU must support the
+        /// As the kernel type's contract, and the CPU must support the
         /// target features.
         #[target_feature(enable = $feature)]
         #[allow(clippy::too_many_arguments)]
         pub(crate) unsafe fn $name(
-            kc: usize,
+            $kc: usize,
             a: *const $t,
-            b: *const $t,
+            $($b: $bt,)*
             c: *mut $t,
             rsc: isize,
             csc: isize,
@@ -31,12 +70,13 @@ macro_rules! simd_kernel {
         ) {
             const NR: usize = $lanes * $nv;
             let mut acc: [[$vec; $nv]; $mr] = [[$zero(); $nv]; $mr];
-            for p in 0..kc {
+            for $p in 0..$kc {
                 // SAFETY: p < kc, and the caller guarantees kc·MR values at
-                // `a` and kc·NR at `b`.
+                // `a` and NR readable values at step p's B address.
                 unsafe {
-                    let ap = a.add(p * $mr);
-                    let bp = b.add(p * NR);
+                    let ap = a.add($p * $mr);
+                    let bp = $b_step;
+                    $prefetch
                     let mut bv: [$vec; $nv] = [$zero(); $nv];
                     for (v, slot) in bv.iter_mut().enumerate() {
                         *slot = $load(bp.add(v * $lanes));
