@@ -240,12 +240,15 @@ fn im2col_row<T: Element>(image: &[T], g: &Window2d, r: usize, first: usize, out
     }
 }
 
+/// Pixels per gather-then-transpose step of [`Im2colTransposedB`]'s packing.
+const TRANSPOSED_PIXELS: usize = 256;
+
 /// The transposed im2col matrices of a batch of images, stacked: row
 /// `n·OH·OW + p` is output pixel p of image n, column `(c, i, j)` a tap —
 /// the B operand of a convolution's weight gradient, dW = dout · colsᵀ,
 /// with the whole batch along the product's inner dimension. Never built:
-/// packing gathers each tap's run of pixels and writes it down a panel
-/// column.
+/// packing gathers the panel's taps a few dozen pixels at a time and
+/// writes them across the panel's steps.
 pub(crate) struct Im2colTransposedB<'a, T>(pub Im2colB<'a, T>);
 
 impl<T: Element> PackB<T> for Im2colTransposedB<'_, T> {
@@ -256,23 +259,41 @@ impl<T: Element> PackB<T> for Im2colTransposedB<'_, T> {
 
     fn pack(&self, rows: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [T], parallel: bool) {
         let kc = rows.len();
-        let panel = |(s, dst): (usize, &mut [T])| {
+        // Per panel, TRANSPOSED_PIXELS pixels at a time: gather each tap's
+        // run of pixels into `lines` (one line per tap), then write the
+        // panel step by step (pixel p: the taps across). Both sides stay in
+        // L1, where scattering each tap down its panel column touched a new
+        // cache line per value.
+        let panel = |lines: &mut Vec<T>, (s, dst): (usize, &mut [T])| {
             let first = cols.start + s * nr;
             let width = nr.min(cols.end - first);
-            let mut line = vec![T::ZERO; kc];
-            for jj in 0..width {
-                // Tap `first + jj` of the pixels `rows`, down panel column jj.
-                self.0.row(first + jj, rows.start, &mut line);
-                scatter(&mut dst[jj..], nr, line.iter());
-            }
-            for step in dst.chunks_exact_mut(nr).take(kc) {
-                step[width..].fill(T::ZERO);
+            lines.resize(nr * TRANSPOSED_PIXELS, T::ZERO);
+            for p0 in (0..kc).step_by(TRANSPOSED_PIXELS) {
+                let len = TRANSPOSED_PIXELS.min(kc - p0);
+                for (jj, line) in lines.chunks_exact_mut(TRANSPOSED_PIXELS).take(width).enumerate() {
+                    self.0.row(first + jj, rows.start + p0, &mut line[..len]);
+                }
+                for (p, step) in dst[p0 * nr..].chunks_exact_mut(nr).take(len).enumerate() {
+                    for (d, line) in step
+                        .iter_mut()
+                        .zip(lines.chunks_exact(TRANSPOSED_PIXELS))
+                        .take(width)
+                    {
+                        *d = line[p];
+                    }
+                    step[width..].fill(T::ZERO);
+                }
             }
         };
         if parallel && out.len() > PARALLEL_MIN {
-            out.par_chunks_mut(nr * kc).enumerate().for_each(panel);
+            out.par_chunks_mut(nr * kc)
+                .enumerate()
+                .for_each_init(Vec::new, panel);
         } else {
-            out.chunks_mut(nr * kc).enumerate().for_each(panel);
+            let mut lines = Vec::new();
+            out.chunks_mut(nr * kc)
+                .enumerate()
+                .for_each(|part| panel(&mut lines, part));
         }
     }
 }
