@@ -837,7 +837,14 @@ fn implicit_gemm_transposed_errors() {
 /// Images side by side in one implicit GEMM: column block n equals, bit
 /// for bit, the single-image implicit GEMM of image n (itself checked
 /// against the explicit product above); serial equals parallel.
-fn check_implicit_gemm_stacked<T: Real>(g: &Geometry, m: usize, count: usize, gap: usize, raw: &[f64]) {
+fn check_implicit_gemm_stacked<T: Real>(
+    g: &Geometry,
+    m: usize,
+    count: usize,
+    gap: usize,
+    beta: f64,
+    raw: &[f64],
+) {
     let Ok(geom) = g.window() else { return };
     let c = g.channels;
     let (image_len, p) = (c * geom.input_len(), geom.output_len());
@@ -852,7 +859,7 @@ fn check_implicit_gemm_stacked<T: Real>(g: &Geometry, m: usize, count: usize, ga
     let c0 = Array2::from_shape_fn((m, count * p), |(i, j)| {
         <T as Element>::from_f64(raw[(i + 3 * j) % raw.len()])
     });
-    let (alpha, beta) = (<T as Element>::from_f64(1.5), <T as Element>::from_f64(-0.5));
+    let (alpha, beta) = (<T as Element>::from_f64(1.5), <T as Element>::from_f64(beta));
     let mut stacked = c0.clone();
     gemm_im2col_stacked(
         alpha,
@@ -907,8 +914,11 @@ proptest! {
 
     #[test]
     fn implicit_gemm_stacked_equals_per_image(g in geometry(), m in 1usize..20, count in 0usize..6, gap in 0usize..3, raw in data(131)) {
-        check_implicit_gemm_stacked::<f32>(&g, m, count, gap, &raw);
-        check_implicit_gemm_stacked::<f64>(&g, m, count, gap, &raw);
+        // beta = 0 with stride 1 takes the in-place route, image by image.
+        for beta in [-0.5, 0.0] {
+            check_implicit_gemm_stacked::<f32>(&g, m, count, gap, beta, &raw);
+            check_implicit_gemm_stacked::<f64>(&g, m, count, gap, beta, &raw);
+        }
     }
 }
 

@@ -372,9 +372,11 @@ fn check_batch<T>(
 /// `C ← alpha·A·[im2col(x₀) … im2col(x_{N−1})] + beta·C`: [`gemm_im2col`]
 /// on `count` images at once, their im2col matrices side by side (C is
 /// M × count·OH·OW, column `n·OH·OW + p` for pixel p of image n), so small
-/// images share one product (whole panels, one packing of A). Image n holds
-/// the `channels`·H·W values starting at `images[n·image_stride]`. Column
-/// block n equals, bit for bit, [`gemm_im2col`] on image n alone.
+/// images share one product (whole panels, one packing of A; where
+/// [`gemm_im2col`] reads B in place there are no panels to share, and the
+/// images go one by one). Image n holds the `channels`·H·W values starting
+/// at `images[n·image_stride]`. Column block n equals, bit for bit,
+/// [`gemm_im2col`] on image n alone.
 ///
 /// # Errors
 /// As [`gemm_im2col_transposed`], with C (M, count·OH·OW) and A
@@ -442,6 +444,16 @@ fn im2col_stacked_product<T: Element>(
         return Ok(());
     }
     match backend() {
+        Backend::Patchwise if direct::applies(m, geom, beta) => {
+            // Reading B in place needs no shared panels: image by image.
+            let (p, image_len) = (geom.output_len(), channels * geom.input_len());
+            let kern = kernel::selected::<T>();
+            let parallel = worth_parallel(m, p, taps, parallel);
+            for (n, c) in c.axis_chunks_iter_mut(Axis(1), p).enumerate() {
+                let image = &images[n * image_stride..][..image_len];
+                direct::im2col_product(&kern, alpha, a, image, channels, geom, c, parallel);
+            }
+        }
         Backend::Patchwise => {
             let b = pack::Im2colB {
                 images,
