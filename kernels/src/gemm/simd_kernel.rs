@@ -113,11 +113,22 @@ macro_rules! simd_kernel {
                     }
                 }
                 for i in 0..rows {
-                    for j in 0..cols {
+                    let values = &tile[i * NR..i * NR + cols];
+                    if csc == 1 {
+                        // SAFETY: row i of the tile, `cols` contiguous values.
+                        let out = unsafe { std::slice::from_raw_parts_mut(c.offset(i as isize * rsc), cols) };
+                        if beta == 0.0 {
+                            out.iter_mut().zip(values).for_each(|(o, &v)| *o = alpha * v);
+                        } else {
+                            out.iter_mut().zip(values).for_each(|(o, &v)| *o = alpha * v + beta * *o);
+                        }
+                        continue;
+                    }
+                    for (j, &v) in values.iter().enumerate() {
                         // SAFETY: (i, j) lies in the caller's rows × cols tile.
                         unsafe {
                             let p = c.offset(i as isize * rsc + j as isize * csc);
-                            let ab = alpha * tile[i * NR + j];
+                            let ab = alpha * v;
                             *p = if beta == 0.0 { ab } else { ab + beta * *p };
                         }
                     }
