@@ -229,9 +229,9 @@ fn product<T: Element>(
 /// `C ← alpha·A·im2col(image) + beta·C` (implicit GEMM): the B operand is
 /// the im2col matrix of one image (C·KH·KW × OH·OW, see [`crate::im2col`]),
 /// which is never built — the packing routine gathers its panels straight
-/// from the image, or, for stride 1 with beta = 0 and at most 128 rows of A,
-/// the micro-kernel reads the rows of B in place from a zero-padded copy of
-/// the image (no packing of B at all). Equal, bit for bit, to [`gemm`] on
+/// from the image, or, with beta = 0 and at most 128 rows of A, the
+/// micro-kernel reads the rows of B in place from zero-padded, stride-phase
+/// split bands of the image (no packing of B at all). Equal, bit for bit, to [`gemm`] on
 /// the explicit im2col matrix. Parallel on the current pool when large
 /// enough.
 ///
@@ -304,7 +304,7 @@ fn im2col_product<T: Element>(
     }
     let parallel = worth_parallel(m, n, k, parallel);
     match backend() {
-        Backend::Patchwise if direct::applies(m, geom, beta) => {
+        Backend::Patchwise if direct::applies(m, beta) => {
             direct::im2col_product(
                 &kernel::selected::<T>(),
                 alpha,
@@ -373,8 +373,8 @@ fn check_batch<T>(
 /// on `count` images at once, their im2col matrices side by side (C is
 /// M × count·OH·OW, column `n·OH·OW + p` for pixel p of image n), so small
 /// images share one product (whole panels, one packing of A; where
-/// [`gemm_im2col`] reads B in place there are no panels to share, and the
-/// images go one by one). Image n holds the `channels`·H·W values starting
+/// [`gemm_im2col`] reads B in place there are no panels to share, and
+/// images of at least 512 output pixels go one by one). Image n holds the `channels`·H·W values starting
 /// at `images[n·image_stride]`. Column block n equals, bit for bit,
 /// [`gemm_im2col`] on image n alone.
 ///
@@ -444,7 +444,7 @@ fn im2col_stacked_product<T: Element>(
         return Ok(());
     }
     match backend() {
-        Backend::Patchwise if direct::applies(m, geom, beta) => {
+        Backend::Patchwise if direct::applies(m, beta) && geom.output_len() >= direct::MIN_STACKED_PIXELS => {
             // Reading B in place needs no shared panels: image by image.
             let (p, image_len) = (geom.output_len(), channels * geom.input_len());
             let kern = kernel::selected::<T>();
