@@ -653,6 +653,13 @@ proptest! {
         check_implicit_gemm::<f32>(&g, m, 0.0, &raw);
         check_implicit_gemm::<f64>(&g, m, 0.0, &raw);
     }
+
+    /// Several large images through the in-place route (one tall image).
+    #[test]
+    fn implicit_gemm_large_stacked_equals_per_image(g in large_geometry(), m in 1usize..140, count in 1usize..4, gap in 0usize..3, raw in data(131)) {
+        check_implicit_gemm_stacked::<f32>(&g, m, count, gap, 0.0, &raw);
+        check_implicit_gemm_stacked::<f64>(&g, m, count, gap, 0.0, &raw);
+    }
 }
 
 #[test]
@@ -915,8 +922,8 @@ proptest! {
 
     #[test]
     fn implicit_gemm_stacked_equals_per_image(g in geometry(), m in 1usize..20, count in 0usize..6, gap in 0usize..3, raw in data(131)) {
-        // beta = 0 takes the in-place route, image by image (for images of
-        // 512 pixels or more).
+        // beta = 0 takes the in-place route (the images stacked into one
+        // tall image).
         for beta in [-0.5, 0.0] {
             check_implicit_gemm_stacked::<f32>(&g, m, count, gap, beta, &raw);
             check_implicit_gemm_stacked::<f64>(&g, m, count, gap, beta, &raw);

@@ -16,6 +16,11 @@
 //! (i, j) reads plane (i·dh mod s, j·dw mod s) shifted by (i·dh / s,
 //! j·dw / s). The wide grid is then a plane's width, ⌈Wp / s⌉.
 //!
+//! Several images go through one product stacked into a tall image: image
+//! n's phase-plane rows follow image n − 1's, each image padded to a whole
+//! number of stride steps, and the output rows that straddle two images
+//! are computed and dropped like the wide grid's extra columns.
+//!
 //! The work is split into bands of output rows. A band needs only its own
 //! rows of the padded image (plus the kernel's reach), so each task builds
 //! just that band, phase planes and padding, in a small per-thread buffer:
@@ -40,43 +45,66 @@ use std::ops::Range;
 /// Products with at most this many rows of A take the in-place route.
 pub(crate) const MAX_ROWS: usize = 128;
 
-/// Stacked images (several per product) with fewer output pixels stay on
-/// the packed route: there, one product amortises the set-up that the
-/// in-place route pays per image (measured: CS231n's 16×16-pixel images ran
-/// 1.15× slower one by one in place).
-pub(crate) const MIN_STACKED_PIXELS: usize = 512;
-
 /// Whether `C ← alpha·A·im2col + beta·C` with `m` rows takes the in-place
 /// route: C only written (beta = 0), few rows.
 pub(crate) fn applies<T: Element>(m: usize, beta: T) -> bool {
     beta == T::ZERO && m <= MAX_ROWS
 }
 
-/// Where the rows of B come from.
+/// Where the rows of B come from: `count` images, `image_stride` apart,
+/// stacked into one tall image of `count · period` rows of phase planes
+/// (each image's padded height rounded up to whole stride steps), whose
+/// output row R is row R % period of image R / period — dropped when that
+/// is OH or more.
 struct Source<'a, T> {
-    image: &'a [T],
+    images: &'a [T],
+    count: usize,
+    image_stride: usize,
     channels: usize,
     geom: &'a Window2d,
     /// Wide-grid row length: the width of a phase plane.
     wide: usize,
-    /// Whether bands are built (padding or stride > 1); else the image is
-    /// read as it is.
+    /// Phase-plane rows (and output rows of the tall grid) per image.
+    period: usize,
+    /// Whether bands are built (padding, stride > 1 or several images);
+    /// else the image is read as it is.
     copied: bool,
     /// Output rows per band.
     band_rows: usize,
 }
 
 impl<'a, T: Element> Source<'a, T> {
-    fn new(image: &'a [T], channels: usize, geom: &'a Window2d) -> Self {
-        let ([_, w], [ph, pw], [_, sw]) = (geom.input(), geom.pad(), geom.stride());
+    fn new(
+        (images, count, image_stride): (&'a [T], usize, usize),
+        channels: usize,
+        geom: &'a Window2d,
+    ) -> Self {
+        let ([h, w], [ph, pw], [sh, sw]) = (geom.input(), geom.pad(), geom.stride());
         Source {
-            image,
+            images,
+            count,
+            image_stride,
             channels,
             geom,
             wide: (w + 2 * pw).div_ceil(sw),
-            copied: ph > 0 || pw > 0 || geom.stride() != [1, 1],
+            period: (h + 2 * ph).div_ceil(sh),
+            copied: ph > 0 || pw > 0 || geom.stride() != [1, 1] || count > 1,
             band_rows: 1,
         }
+    }
+
+    /// Rows of the tall output grid: every image's period, but only the
+    /// last image's OH.
+    fn tall_rows(&self) -> usize {
+        (self.count - 1) * self.period + self.geom.output()[0]
+    }
+
+    /// The output rows of tall rows `rows` that are real (not past an
+    /// image's OH).
+    fn real_rows(&self, rows: Range<usize>) -> usize {
+        let oh = self.geom.output()[0];
+        let below = |r: usize| r / self.period * oh + (r % self.period).min(oh);
+        below(rows.end) - below(rows.start)
     }
 
     /// Rows of each phase plane one band reads.
@@ -118,7 +146,7 @@ impl<'a, T: Element> Source<'a, T> {
         'a: 'b,
     {
         if !self.copied {
-            return (self.image, 0);
+            return (self.images, 0);
         }
         let ([h, w], [ph, pw], [sh, sw]) = (self.geom.input(), self.geom.pad(), self.geom.stride());
         let (height, wide) = (self.band_height(), self.wide);
@@ -133,14 +161,22 @@ impl<'a, T: Element> Source<'a, T> {
             let first = pw.saturating_sub(pj).div_ceil(sw);
             let end = (w + pw).saturating_sub(pj).div_ceil(sw).min(wide).max(first);
             for (r, line) in values.chunks_exact_mut(wide).enumerate() {
-                let padded_row = (rows.start + r) * sh + pi;
-                match padded_row.checked_sub(ph).filter(|&y| y < h) {
+                // Tall plane row → image n, padded row, image row y.
+                let tall = rows.start + r;
+                let (n, padded_row) = (tall / self.period, tall % self.period * sh + pi);
+                let source = padded_row.checked_sub(ph).filter(|&y| y < h && n < self.count);
+                match source {
                     Some(y) if first < end => {
-                        let src = &self.image[(ch * h + y) * w..][..w];
+                        let src = &self.images[n * self.image_stride + (ch * h + y) * w..][..w];
                         line[..first].fill(T::ZERO);
                         let x0 = first * sw + pj - pw;
                         if sw == 1 {
                             line[first..end].copy_from_slice(&src[x0..x0 + end - first]);
+                        } else if sw == 2 {
+                            // The common stride, as a pass over pixel pairs.
+                            for (d, pair) in line[first..end].iter_mut().zip(src[x0..].chunks(2)) {
+                                *d = pair[0];
+                            }
                         } else {
                             for (d, &v) in line[first..end].iter_mut().zip(src[x0..].iter().step_by(sw)) {
                                 *d = v;
@@ -156,23 +192,24 @@ impl<'a, T: Element> Source<'a, T> {
     }
 }
 
-/// `C ← alpha·A·im2col(image)` (see the module docs); shapes already
-/// checked by the caller.
+/// `C ← alpha·A·[im2col(x₀) … im2col(x_{count−1})]` for `count` images
+/// `image_stride` apart (see the module docs); shapes already checked by
+/// the caller.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn im2col_product<T: Element>(
     kern: &MicroKernel<T>,
     alpha: T,
     a: ArrayView2<'_, T>,
-    image: &[T],
+    batch: (&[T], usize, usize),
     channels: usize,
     geom: &Window2d,
-    mut c: ArrayViewMut2<'_, T>,
+    c: ArrayViewMut2<'_, T>,
     parallel: bool,
 ) {
-    let [oh, ow] = geom.output();
-    let mut source = Source::new(image, channels, geom);
-    let wide = source.wide;
-    source.band_rows = band_rows(kern, oh, ow, wide, parallel);
+    let ow = geom.output()[1];
+    let mut source = Source::new(batch, channels, geom);
+    let (wide, tall) = (source.wide, source.tall_rows());
+    source.band_rows = band_rows(kern, tall, ow, wide, parallel);
     let band_rows = source.band_rows;
     let (m, k) = a.dim();
     let (mr, nr) = (kern.mr, kern.nr);
@@ -185,7 +222,8 @@ pub(crate) fn im2col_product<T: Element>(
         .iter()
         .map(|d| offsets[d.clone()].iter().copied().max().unwrap_or(0) as usize)
         .collect();
-    let direct = wide == ow;
+    // Every wide column is an output column: write C directly.
+    let direct = wide == ow && (source.count == 1 || source.period == geom.output()[0]);
     T::with_pack_buffers(|a_buf, _| {
         let a_pack = aligned(a_buf, m_pad * k);
         for d in &depth {
@@ -274,14 +312,23 @@ pub(crate) fn im2col_product<T: Element>(
                 }
             }
             if !direct {
-                scatter(local, (q, wide, ow), out);
+                scatter(
+                    local,
+                    (q, wide, ow),
+                    (source.period, source.geom.output()[0]),
+                    out,
+                );
             }
         };
-        let parts: Vec<_> = (0..oh)
-            .step_by(band_rows)
-            .map(|r| r..(r + band_rows).min(oh))
-            .zip(c.axis_chunks_iter_mut(Axis(1), band_rows * ow))
-            .collect();
+        // Split C into each band's output columns.
+        let mut parts = Vec::new();
+        let mut rest = c;
+        for r in (0..tall).step_by(band_rows) {
+            let rows = r..(r + band_rows).min(tall);
+            let (part, tail) = rest.split_at(Axis(1), source.real_rows(rows.clone()) * ow);
+            rest = tail;
+            parts.push((rows, part));
+        }
         if parallel && parts.len() > 1 {
             parts
                 .into_par_iter()
@@ -297,13 +344,13 @@ pub(crate) fn im2col_product<T: Element>(
 /// (and few enough for four bands per thread), choosing the count whose
 /// band width wastes least of its last NR-wide panel — a partial panel
 /// costs a whole micro-kernel call and a slow edge store.
-fn band_rows<T>(kern: &MicroKernel<T>, oh: usize, ow: usize, wide: usize, parallel: bool) -> usize {
+fn band_rows<T>(kern: &MicroKernel<T>, tall: usize, ow: usize, wide: usize, parallel: bool) -> usize {
     let threads = if parallel { rayon::current_num_threads() } else { 1 };
     let mut most = 2 * kern.jb / wide;
     if threads > 1 {
-        most = most.min(oh / (4 * threads));
+        most = most.min(tall / (4 * threads));
     }
-    let most = most.clamp(1, oh);
+    let most = most.clamp(1, tall);
     let waste = |rows: usize| {
         let width = (rows - 1) * wide + ow;
         // Unused panel columns per used one, in parts per thousand.
@@ -314,21 +361,34 @@ fn band_rows<T>(kern: &MicroKernel<T>, oh: usize, ow: usize, wide: usize, parall
 }
 
 /// Copies the product of the wide columns `q` (rows of `q.len()` values in
-/// `src`) to their output columns in `dst`: wide column t is output row
-/// t / wide, column t % wide, dropped when that is `width` or more.
+/// `src`; q starts on a tall row) to their output columns in `dst`: wide
+/// column t is tall row t / wide, column t % wide; it is dropped when that
+/// column is `width` or more, or that row is `oh` or more within its
+/// image's `period`.
 fn scatter<T: Element>(
     src: &[T],
     (q, wide, width): (Range<usize>, usize, usize),
+    (period, oh): (usize, usize),
     mut dst: ArrayViewMut2<'_, T>,
 ) {
+    let first_row = q.start / wide;
     for (src_row, mut dst_row) in src.chunks_exact(q.len()).zip(dst.axis_iter_mut(Axis(0))) {
-        // q starts on a wide row: output row r's values are at r·wide.
-        for (r, values) in src_row.chunks(wide).enumerate() {
-            let values = &values[..width];
-            let mut part = dst_row.slice_mut(s![r * width..(r + 1) * width]);
-            match part.as_slice_mut() {
-                Some(part) => part.copy_from_slice(values),
-                None => part.iter_mut().zip(values).for_each(|(d, &v)| *d = v),
+        let real = src_row
+            .chunks(wide)
+            .enumerate()
+            .filter(|(r, _)| (first_row + r) % period < oh)
+            .map(|(_, values)| &values[..width]);
+        match dst_row.as_slice_mut() {
+            Some(dst_row) => {
+                for (part, values) in dst_row.chunks_exact_mut(width).zip(real) {
+                    part.copy_from_slice(values);
+                }
+            }
+            None => {
+                let mut out = dst_row.iter_mut();
+                for values in real {
+                    out.by_ref().zip(values).for_each(|(d, &v)| *d = v);
+                }
             }
         }
     }

@@ -309,7 +309,7 @@ fn im2col_product<T: Element>(
                 &kernel::selected::<T>(),
                 alpha,
                 a,
-                image,
+                (image, 1, image.len()),
                 channels,
                 geom,
                 c,
@@ -373,8 +373,8 @@ fn check_batch<T>(
 /// on `count` images at once, their im2col matrices side by side (C is
 /// M × count·OH·OW, column `n·OH·OW + p` for pixel p of image n), so small
 /// images share one product (whole panels, one packing of A; where
-/// [`gemm_im2col`] reads B in place there are no panels to share, and
-/// images of at least 512 output pixels go one by one). Image n holds the `channels`·H·W values starting
+/// [`gemm_im2col`] reads B in place, the images are stacked into one tall
+/// image instead). Image n holds the `channels`·H·W values starting
 /// at `images[n·image_stride]`. Column block n equals, bit for bit,
 /// [`gemm_im2col`] on image n alone.
 ///
@@ -444,15 +444,19 @@ fn im2col_stacked_product<T: Element>(
         return Ok(());
     }
     match backend() {
-        Backend::Patchwise if direct::applies(m, beta) && geom.output_len() >= direct::MIN_STACKED_PIXELS => {
-            // Reading B in place needs no shared panels: image by image.
-            let (p, image_len) = (geom.output_len(), channels * geom.input_len());
-            let kern = kernel::selected::<T>();
-            let parallel = worth_parallel(m, p, taps, parallel);
-            for (n, c) in c.axis_chunks_iter_mut(Axis(1), p).enumerate() {
-                let image = &images[n * image_stride..][..image_len];
-                direct::im2col_product(&kern, alpha, a, image, channels, geom, c, parallel);
-            }
+        Backend::Patchwise if direct::applies(m, beta) => {
+            let parallel = worth_parallel(m, pixels, taps, parallel);
+            let batch = (images, count, image_stride);
+            direct::im2col_product(
+                &kernel::selected::<T>(),
+                alpha,
+                a,
+                batch,
+                channels,
+                geom,
+                c,
+                parallel,
+            );
         }
         Backend::Patchwise => {
             let b = pack::Im2colB {
