@@ -1,4 +1,4 @@
-//! Classification losses on scores x (N, C) and labels y (N,), 0 ≤ y[i] < C.
+//! Classification losses on scores x (N, C) and labels y (N,), 0 ≤ y\[i\] < C.
 //! Both return the mean loss over the N examples and ∂loss/∂x.
 //!
 //! ```text

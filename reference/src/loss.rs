@@ -1,4 +1,4 @@
-//! Classification losses on scores x (N, C) and labels y (N,), 0 ≤ y[i] < C.
+//! Classification losses on scores x (N, C) and labels y (N,), 0 ≤ y\[i\] < C.
 //! Both return `(loss, dx)`, the loss averaged over the N examples.
 
 use crate::Real;

@@ -8,6 +8,10 @@
 //! are bit-identical for any number of threads, and [`gemm_serial`] equals
 //! [`gemm`].
 //!
+//! The implicit-GEMM convolutions ([`gemm_im2col`], [`gemm_im2col_stacked`])
+//! with at most 128 rows of A and beta = 0 skip packing B altogether: the
+//! micro-kernel reads the im2col matrix's rows in place ([`direct`]).
+//!
 //! The packed panels live in per-thread buffers that grow to the largest
 //! product seen and are then reused, so steady-state calls do not allocate.
 //!
