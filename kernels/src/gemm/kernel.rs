@@ -212,7 +212,7 @@ impl HasKernels for f64 {
 }
 
 /// The kernel the GEMM uses for `T`: the process-wide choice of
-/// [`super::isa::selected`].
+/// [`crate::isa::selected`].
 pub(crate) fn selected<T: Element>() -> MicroKernel<T> {
     T::kernel(crate::isa::selected())
 }

@@ -130,7 +130,7 @@ impl<T: Element> PackB<T> for ArrayView2<'_, T> {
     }
 }
 
-/// The im2col matrix of one image (C·KH·KW × OH·OW, see [`crate::im2col`]),
+/// The im2col matrix of one image (C·KH·KW × OH·OW, see [`crate::im2col()`]),
 /// never built: packing reads the pixels directly.
 /// Several images' matrices side by side: column `n·OH·OW + p` is output
 /// pixel p of image n, image n starting at `images[n·image_stride]`.
