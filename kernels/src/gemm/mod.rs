@@ -231,7 +231,7 @@ fn product<T: Element>(
 }
 
 /// `C ← alpha·A·im2col(image) + beta·C` (implicit GEMM): the B operand is
-/// the im2col matrix of one image (C·KH·KW × OH·OW, see [`crate::im2col`]),
+/// the im2col matrix of one image (C·KH·KW × OH·OW, see [`crate::im2col()`]),
 /// which is never built — the packing routine gathers its panels straight
 /// from the image, or, with beta = 0 and at most 128 rows of A, the
 /// micro-kernel reads the rows of B in place from zero-padded, stride-phase
