@@ -113,9 +113,26 @@ pub(crate) fn col2im_unchecked<T: Element>(cols: &[T], channels: usize, geom: &W
             let Some(dst_y) = geom.source(0, y, i) else {
                 continue;
             };
-            let line = &mut plane[dst_y * w..(dst_y + 1) * w];
-            for (k, &v) in src[xs.clone()].iter().enumerate() {
-                line[first + k * sw] += v;
+            let line = &mut plane[dst_y * w..(dst_y + 1) * w][first..];
+            let src = &src[xs.clone()];
+            match sw {
+                // Contiguous, or whole pixel pairs and at most one last
+                // pixel: passes the compiler vectorises.
+                1 => line.iter_mut().zip(src).for_each(|(d, &v)| *d += v),
+                2 => {
+                    let pairs = (line.len() / 2).min(src.len());
+                    for (pair, &v) in line.chunks_exact_mut(2).zip(src) {
+                        pair[0] += v;
+                    }
+                    if let Some(&v) = src.get(pairs) {
+                        line[2 * pairs] += v;
+                    }
+                }
+                _ => {
+                    for (k, &v) in src.iter().enumerate() {
+                        line[k * sw] += v;
+                    }
+                }
             }
         }
     }
