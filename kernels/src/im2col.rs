@@ -68,12 +68,30 @@ pub(crate) fn im2col_unchecked<T: Element>(image: &[T], channels: usize, geom: &
                 continue;
             }
             let first = xs.start * sw + j * geom.dilation()[1] - geom.pad()[1];
-            if sw == 1 {
-                out[xs.clone()].copy_from_slice(&line[first..first + xs.len()]);
-            } else {
-                for (k, o) in out[xs.clone()].iter_mut().enumerate() {
-                    *o = line[first + k * sw];
-                }
+            copy_strided(&mut out[xs.clone()], &line[first..], sw);
+        }
+    }
+}
+
+/// `dst[k] = src[k·step]` for every k of `dst` (`src` must reach
+/// `(dst.len() − 1)·step`): a plain copy for step 1, a pass over whole
+/// pixel pairs (which the compiler vectorises) plus at most one last pixel
+/// for step 2, the indexed loop otherwise.
+pub(crate) fn copy_strided<T: Element>(dst: &mut [T], src: &[T], step: usize) {
+    match step {
+        1 => dst.copy_from_slice(&src[..dst.len()]),
+        2 => {
+            let pairs = (src.len() / 2).min(dst.len());
+            for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *d = pair[0];
+            }
+            if let Some(last) = dst.get_mut(pairs) {
+                *last = src[2 * pairs];
+            }
+        }
+        _ => {
+            for (k, d) in dst.iter_mut().enumerate() {
+                *d = src[k * step];
             }
         }
     }

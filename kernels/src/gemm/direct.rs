@@ -170,18 +170,7 @@ impl<'a, T: Element> Source<'a, T> {
                         let src = &self.images[n * self.image_stride + (ch * h + y) * w..][..w];
                         line[..first].fill(T::ZERO);
                         let x0 = first * sw + pj - pw;
-                        if sw == 1 {
-                            line[first..end].copy_from_slice(&src[x0..x0 + end - first]);
-                        } else if sw == 2 {
-                            // The common stride, as a pass over pixel pairs.
-                            for (d, pair) in line[first..end].iter_mut().zip(src[x0..].chunks(2)) {
-                                *d = pair[0];
-                            }
-                        } else {
-                            for (d, &v) in line[first..end].iter_mut().zip(src[x0..].iter().step_by(sw)) {
-                                *d = v;
-                            }
-                        }
+                        crate::im2col::copy_strided(&mut line[first..end], &src[x0..], sw);
                         line[end..].fill(T::ZERO);
                     }
                     _ => line.fill(T::ZERO),

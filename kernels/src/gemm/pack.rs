@@ -229,24 +229,7 @@ fn im2col_row<T: Element>(image: &[T], g: &Window2d, r: usize, first: usize, out
         if lo < hi {
             let x0 = lo * sw + j * dw - pw;
             let dst = &mut out[lo - ow0..hi - ow0];
-            if sw == 1 {
-                dst.copy_from_slice(&line[x0..x0 + dst.len()]);
-            } else if sw == 2 {
-                // The common stride, as a pass over whole pixel pairs
-                // (vectorised) and at most one last pixel.
-                let src = &line[x0..];
-                let pairs = (src.len() / 2).min(dst.len());
-                for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                    *d = pair[0];
-                }
-                if let Some(last) = dst.get_mut(pairs) {
-                    *last = src[2 * pairs];
-                }
-            } else {
-                for (d, &v) in dst.iter_mut().zip(line[x0..].iter().step_by(sw)) {
-                    *d = v;
-                }
-            }
+            crate::im2col::copy_strided(dst, &line[x0..], sw);
         }
     }
 }

@@ -121,3 +121,27 @@ pub fn norm_dx_scale<T: Real, D: Dimension, E: Dimension>(
         * max_abs(&mut gamma.iter().map(|&x| <T as reference::Real>::to_f64(x)))
         * ivar
 }
+
+/// The scale of a normalisation's dγ and dβ, sums over the rows of
+/// `dout·x̂` and `dout` that may cancel: `max_d Σ_n |dout[n, d]|·(|x̂[n, d]| + 1)`,
+/// with x̂ normalised per column (batch norm) or per row (layer norm), in f64.
+pub fn norm_param_scale<T: Real>(
+    dout: &ndarray::Array2<T>,
+    x: &ndarray::Array2<T>,
+    per_column: bool,
+    eps: f64,
+) -> f64 {
+    let to = |a: &ndarray::Array2<T>| a.mapv(<T as reference::Real>::to_f64);
+    let (dout, x) = (to(dout), to(x));
+    let axis = ndarray::Axis(if per_column { 0 } else { 1 });
+    let mut xhat = x.clone();
+    for mut set in xhat.lanes_mut(axis) {
+        let len = set.len().max(1) as f64;
+        let mean = set.sum() / len;
+        let var = set.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / len;
+        set.mapv_inplace(|v| (v - mean) / (var + eps).sqrt());
+    }
+    (&dout.mapv(f64::abs) * &xhat.mapv(|v| v.abs() + 1.0))
+        .sum_axis(ndarray::Axis(0))
+        .fold(0.0, |m: f64, &v| m.max(v))
+}
