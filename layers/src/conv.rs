@@ -33,7 +33,7 @@
 //!
 //! **Memory.** The forward pass's cache borrows x and w (no copy when they
 //! are in standard layout), so beyond its output the pass needs only
-//! per-thread packing buffers and bands: 3-14 % of the output on the ResNet
+//! per-thread packing buffers and bands: 2-14 % of the output on the ResNet
 //! layers (`conv_memory` in `patchwise-benches` measures it).
 //!
 //! **Threads.** The parallel level is decided once per call: with at least
@@ -347,8 +347,7 @@ impl<T: Element> ImplicitConv<'_, T> {
 
 /// What [`backward`] needs: the input, the weights and the geometry. It
 /// borrows x and w from the caller when they are in standard layout (no
-/// copy: the forward pass's only extra memory is its output) and owns a
-/// standard-layout copy otherwise.
+/// copy of the input) and owns a standard-layout copy otherwise.
 #[derive(Clone, Debug)]
 pub struct ConvCache<'a, T> {
     x: CowArray<'a, T, Ix4>,
