@@ -738,10 +738,18 @@ proptest! {
     }
 }
 
-/// The stacked transposed implicit GEMM (a convolution's weight gradient)
-/// equals, bit for bit, the explicit GEMM on the stacked column matrices,
-/// and the reference within the sum bound.
-fn check_implicit_gemm_transposed<T: Real>(g: &Geometry, m: usize, count: usize, gap: usize, raw: &[f64]) {
+/// The transposed implicit GEMM (a convolution's weight gradient) over a
+/// batch equals the reference within the sum bound; with beta ≠ 0 (the
+/// packed route) also, bit for bit, the explicit GEMM on the stacked column
+/// matrices. Serial equals parallel bit for bit.
+fn check_implicit_gemm_transposed<T: Real>(
+    g: &Geometry,
+    m: usize,
+    count: usize,
+    gap: usize,
+    beta: f64,
+    raw: &[f64],
+) {
     let Ok(geom) = g.window() else { return };
     let c = g.channels;
     let (image_len, p) = (c * geom.input_len(), geom.output_len());
@@ -759,19 +767,17 @@ fn check_implicit_gemm_transposed<T: Real>(g: &Geometry, m: usize, count: usize,
             .slice_mut(ndarray::s![.., n * p..(n + 1) * p])
             .assign(&cols);
     }
-    let a = Array2::from_shape_fn((m, count * p), |(i, j)| {
-        <T as Element>::from_f64(raw[(i * 7 + j * 3 + 1) % raw.len()])
+    let a3 = Array3::from_shape_fn((count, m, p), |(n, i, j)| {
+        <T as Element>::from_f64(raw[(i * 7 + (n * p + j) * 3 + 1) % raw.len()])
     });
+    let a = Array2::from_shape_fn((m, count * p), |(i, j)| a3[[j / p, i, j % p]]);
     let c0 = Array2::from_elem((m, k), <T as Element>::from_f64(0.5));
-    let (alpha, beta) = (<T as Element>::from_f64(1.5), <T as Element>::ONE);
-    let mut explicit = c0.clone();
-    gemm(alpha, a.view(), stacked.t(), beta, explicit.view_mut()).unwrap();
+    let (alpha, beta) = (<T as Element>::from_f64(1.5), <T as Element>::from_f64(beta));
     let mut implicit = c0.clone();
     gemm_im2col_transposed(
         alpha,
-        a.view(),
+        a3.view(),
         &images,
-        count,
         stride,
         c,
         &geom,
@@ -779,10 +785,30 @@ fn check_implicit_gemm_transposed<T: Real>(g: &Geometry, m: usize, count: usize,
         implicit.view_mut(),
     )
     .unwrap();
+    let mut serial = c0.clone();
+    gemm_im2col_transposed_serial(
+        alpha,
+        a3.view(),
+        &images,
+        stride,
+        c,
+        &geom,
+        beta,
+        serial.view_mut(),
+    )
+    .unwrap();
     assert_eq!(
         bits_of(implicit.as_slice().unwrap()),
-        bits_of(explicit.as_slice().unwrap())
+        bits_of(serial.as_slice().unwrap())
     );
+    if beta != <T as Element>::ZERO {
+        let mut explicit = c0.clone();
+        gemm(alpha, a.view(), stacked.t(), beta, explicit.view_mut()).unwrap();
+        assert_eq!(
+            bits_of(implicit.as_slice().unwrap()),
+            bits_of(explicit.as_slice().unwrap())
+        );
+    }
     let expected = reference::gemm(alpha, a.view(), stacked.t(), beta, c0.view());
     let abs = |x: ArrayView2<T>| x.mapv(|v| reference::Real::abs(v));
     let bound = reference::gemm(
@@ -805,19 +831,54 @@ proptest! {
     #![proptest_config(config(128))]
 
     #[test]
-    fn implicit_gemm_transposed_equals_explicit(g in geometry(), m in 1usize..20, count in 0usize..6, gap in 0usize..3, raw in data(131)) {
-        check_implicit_gemm_transposed::<f32>(&g, m, count, gap, &raw);
-        check_implicit_gemm_transposed::<f64>(&g, m, count, gap, &raw);
+    fn implicit_gemm_transposed_equals_explicit(g in geometry(), m in 1usize..40, count in 0usize..6, gap in 0usize..3, beta in prop::sample::select(vec![0.0, 1.0]), raw in data(131)) {
+        check_implicit_gemm_transposed::<f32>(&g, m, count, gap, beta, &raw);
+        check_implicit_gemm_transposed::<f64>(&g, m, count, gap, beta, &raw);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(16))]
+
+    /// Layer-sized shapes: many bands, groups of partial sums and channel
+    /// ranges in the in-place route.
+    #[test]
+    fn implicit_gemm_transposed_large(g in large_geometry(), m in 1usize..80, count in 1usize..4, gap in 0usize..3, raw in data(131)) {
+        check_implicit_gemm_transposed::<f32>(&g, m, count, gap, 0.0, &raw);
+        check_implicit_gemm_transposed::<f64>(&g, m, count, gap, 0.0, &raw);
+    }
+}
+
+/// A non-finite image value keeps the reference's terms: the in-place
+/// route, whose wide grid pairs image values with zeros of A that the
+/// definition never pairs, gives way to the packed one — whether it builds
+/// bands (padding) or reads the image in place (no padding).
+#[test]
+fn implicit_gemm_transposed_keeps_infinities_apart() {
+    for pad in [1, 0] {
+        // 1 channel 16×16, 3×3 taps: tap column 0 reads image columns
+        // −pad .. 13, never column 15, which the wide grid's extra columns
+        // pair with it.
+        let g = Window2d::new([16, 16], [3, 3], [1, 1], [pad, pad], [1, 1]).unwrap();
+        let mut x = [1.0f32; 256];
+        x[15] = f32::INFINITY;
+        let p = g.output_len();
+        let a = Array3::from_elem((1, 1, p), 1.0f32);
+        let mut c = Array2::zeros((1, 9));
+        gemm_im2col_transposed(1.0, a.view(), &x, 256, 1, &g, 0.0, c.view_mut()).unwrap();
+        // Tap (0, 0): the image values at rows and columns 0 .. 13 + pad.
+        let inside = (14 + pad) as f32;
+        assert_eq!(c[[0, 0]], inside * inside, "pad {pad}: {c}");
     }
 }
 
 #[test]
 fn implicit_gemm_transposed_errors() {
     let g = Window2d::new([4, 4], [3, 3], [1, 1], [1, 1], [1, 1]).unwrap();
-    let a = Array2::<f32>::zeros((2, 32)); // two images of 16 output pixels
+    let a = Array3::<f32>::zeros((2, 2, 16)); // two images of 16 output pixels
     let mut c = Array2::<f32>::zeros((2, 18));
-    let run = |a: &Array2<f32>, images: &[f32], stride: usize, c: &mut Array2<f32>| {
-        gemm_im2col_transposed(1.0, a.view(), images, 2, stride, 2, &g, 0.0, c.view_mut())
+    let run = |a: &Array3<f32>, images: &[f32], stride: usize, c: &mut Array2<f32>| {
+        gemm_im2col_transposed(1.0, a.view(), images, stride, 2, &g, 0.0, c.view_mut())
     };
     assert!(matches!(
         run(&a, &[0.0; 63], 32, &mut c),
@@ -831,7 +892,7 @@ fn implicit_gemm_transposed_errors() {
         })
     ));
     assert!(matches!(
-        run(&Array2::zeros((2, 16)), &[0.0; 64], 32, &mut c),
+        run(&Array3::zeros((2, 2, 15)), &[0.0; 64], 32, &mut c),
         Err(Error::Shape { arg: "a", .. })
     ));
     assert!(matches!(

@@ -55,11 +55,14 @@
 //! # Ok::<(), patchwise_layers::Error>(())
 //! ```
 
+use crate::stats::lane_sum;
 use crate::{check, Element, Error, Result};
-use ndarray::{s, Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2, CowArray, Ix4};
+use ndarray::{
+    s, Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, CowArray, Ix4,
+};
 use patchwise_kernels::{
     checked_product, col2im, gemm, gemm_im2col, gemm_im2col_serial, gemm_im2col_stacked,
-    gemm_im2col_stacked_serial, gemm_im2col_transposed, gemm_im2col_transposed_serial, gemm_serial, Window2d,
+    gemm_im2col_stacked_serial, gemm_im2col_transposed, gemm_serial, Window2d,
 };
 use rayon::prelude::*;
 
@@ -416,76 +419,20 @@ pub fn forward<'a, T: Element>(
     Ok((out, ConvCache { x, w, plan }))
 }
 
-/// dW = Σₙ doutₙ · im2col(xₙ)ᵀ. The batch is cut into chunks of whole
-/// images ([`images_per_chunk`], a number that depends on the shape only); each chunk's sum is one GEMM per group with
-/// the chunk's images stacked along the product's inner dimension (column
-/// matrices never built), and the chunks' partial sums are added in chunk
-/// order. Chunks run in parallel with serial GEMMs when there are enough of
-/// them, else one after another with parallel GEMMs: the same bits either
-/// way, whatever the thread count.
+/// dW = Σₙ doutₙ · im2col(xₙ)ᵀ, one product per group over the whole
+/// batch (the images concatenated along the product's inner dimension;
+/// parallel and bit-identical for any thread count inside the product).
 fn weight_gradient<T: Element>(plan: &Plan, images: &[T], douts: &[T]) -> Result<Array2<T>> {
-    let p = plan.p();
-    let per_chunk = images_per_chunk(plan.n, p);
-    let firsts: Vec<usize> = (0..plan.n).step_by(per_chunk).collect();
-    let chunk = |first: usize, mode: Gemm| {
-        let count = per_chunk.min(plan.n - first);
-        let images = &images[first * plan.image_len()..];
-        let douts = &douts[first * plan.f * p..][..count * plan.f * p];
-        dw_chunk(plan, images, douts, count, mode)
-    };
-    let partials: Vec<Array2<T>> = if plan.parallel_over(firsts.len()) {
-        firsts
-            .into_par_iter()
-            .map(|i| chunk(i, Gemm::Serial))
-            .collect::<Result<_>>()?
-    } else {
-        firsts
-            .into_iter()
-            .map(|i| chunk(i, Gemm::Parallel))
-            .collect::<Result<_>>()?
-    };
-    let mut partials = partials.into_iter();
-    let mut dw = partials.next().expect("n > 0");
-    for partial in partials {
-        dw += &partial;
-    }
-    Ok(dw)
-}
-
-/// The dW contribution of `count` consecutive images (`images` starts at the
-/// first; `douts` holds exactly theirs).
-fn dw_chunk<T: Element>(
-    plan: &Plan,
-    images: &[T],
-    douts: &[T],
-    count: usize,
-    mode: Gemm,
-) -> Result<Array2<T>> {
-    let (fg, p) = (plan.fg(), plan.p());
-    // dout as one F × count·P matrix (row f: filter f's pixels, image by image).
-    let stacked;
-    let douts = if count == 1 {
-        ArrayView2::from_shape((plan.f, p), douts).expect("F·P elements")
-    } else {
-        stacked = Array2::from_shape_fn((plan.f, count * p), |(f, q)| {
-            douts[(q / p * plan.f + f) * p + q % p]
-        });
-        stacked.view()
-    };
+    let (fg, cg, hw) = (plan.fg(), plan.cg(), plan.geom.input_len());
+    let douts = ArrayView3::from_shape((plan.n, plan.f, plan.p()), douts).expect("N·F·P elements");
     let mut dw = Array2::zeros((plan.f, plan.k()));
-    let hw = plan.geom.input_len();
     for g in 0..plan.groups {
-        let product = match mode {
-            Gemm::Serial => gemm_im2col_transposed_serial,
-            Gemm::Parallel => gemm_im2col_transposed,
-        };
-        product(
+        gemm_im2col_transposed(
             T::ONE,
-            douts.slice(s![g * fg..(g + 1) * fg, ..]),
-            &images[g * plan.cg() * hw..],
-            count,
+            douts.slice(s![.., g * fg..(g + 1) * fg, ..]),
+            &images[g * cg * hw..],
             plan.image_len(),
-            plan.cg(),
+            cg,
             &plan.geom,
             T::ZERO,
             dw.slice_mut(s![g * fg..(g + 1) * fg, ..]),
@@ -518,19 +465,28 @@ impl<T: Element> DxRoute<T> {
         // harmless for finite weights, but 0·∞ = NaN. So only with finite
         // weights; others take the column route, which has exactly the
         // reference's terms.
-        let finite = w.iter().all(|v| v.is_finite());
+        let finite = w.iter().fold(true, |ok, v| ok & v.is_finite());
         let Some(geom) = flipped_geometry(&plan.geom).filter(|_| finite) else {
             return DxRoute::Col2im;
         };
         let (cg, fg, taps) = (plan.cg(), plan.fg(), plan.geom.kernel_len());
         let filters = w.as_slice().expect("standard layout");
         let mut flipped = Array2::zeros((plan.c, fg * taps));
-        for (c, mut row) in flipped.rows_mut().into_iter().enumerate() {
-            let row = row.as_slice_mut().expect("fresh row");
-            for (f, dst) in row.chunks_exact_mut(taps).enumerate() {
-                // Rotating a KH×KW block by 180° reverses its row-major order.
-                let src = &filters[((c / cg * fg + f) * cg + c % cg) * taps..][..taps];
-                dst.iter_mut().zip(src.iter().rev()).for_each(|(d, &v)| *d = v);
+        // FLIP_CHANNELS rows at a time, filter by filter: the reads are
+        // each filter's consecutive channels, the writes advance along the
+        // block's rows.
+        const FLIP_CHANNELS: usize = 16;
+        let width = fg * taps;
+        let rows = flipped.as_slice_mut().expect("fresh array");
+        for (block, rows) in rows.chunks_mut(FLIP_CHANNELS * width.max(1)).enumerate() {
+            for f in 0..fg {
+                for (i, row) in rows.chunks_exact_mut(width).enumerate() {
+                    let c = block * FLIP_CHANNELS + i;
+                    // Rotating a KH×KW block by 180° reverses its row-major order.
+                    let src = &filters[((c / cg * fg + f) * cg + c % cg) * taps..][..taps];
+                    let dst = &mut row[f * taps..][..taps];
+                    dst.iter_mut().zip(src.iter().rev()).for_each(|(d, &v)| *d = v);
+                }
             }
         }
         DxRoute::Flipped { w: flipped, geom }
@@ -597,11 +553,11 @@ pub fn backward<T: Element>(dout: ArrayView4<'_, T>, cache: &ConvCache<'_, T>) -
     let wm = weight_matrix(&cache.w, &plan);
     let out_len = plan.f * plan.p();
 
-    // db: per filter, images in order, pixels in order.
+    // db: per filter, images in order, each image's pixels by [`lane_sum`].
     let mut db = Array1::zeros(plan.f);
     for dout_n in douts.chunks(out_len.max(1)) {
         for (acc, row) in db.iter_mut().zip(dout_n.chunks(plan.p().max(1))) {
-            *acc += row.iter().copied().sum::<T>();
+            *acc += lane_sum(row);
         }
     }
 

@@ -18,6 +18,20 @@ pub(crate) fn moments<T: Element>(values: impl Iterator<Item = T> + Clone, count
     (mean, sq / m)
 }
 
+/// The sum of a slice in a fixed order the compiler can vectorise: 16
+/// running sums over the elements i ≡ l (mod 16) of the whole 16-wide
+/// chunks, added in lane order, then the tail in order. Same bits on every
+/// machine and thread count.
+pub(crate) fn lane_sum<T: Element>(values: &[T]) -> T {
+    let mut lanes = [T::ZERO; 16];
+    let chunks = values.chunks_exact(16);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        lanes.iter_mut().zip(chunk).for_each(|(l, &v)| *l += v);
+    }
+    lanes.iter().chain(tail).fold(T::ZERO, |acc, &v| acc + v)
+}
+
 /// `1 / √(var + eps)`.
 pub(crate) fn inv_std<T: Element>(var: T, eps: T) -> T {
     T::ONE / (var + eps).sqrt()

@@ -56,25 +56,25 @@ pub(crate) fn applies<T: Element>(m: usize, beta: T) -> bool {
 /// (each image's padded height rounded up to whole stride steps), whose
 /// output row R is row R % period of image R / period — dropped when that
 /// is OH or more.
-struct Source<'a, T> {
+pub(super) struct Source<'a, T> {
     images: &'a [T],
     count: usize,
     image_stride: usize,
     channels: usize,
-    geom: &'a Window2d,
+    pub(super) geom: &'a Window2d,
     /// Wide-grid row length: the width of a phase plane.
-    wide: usize,
+    pub(super) wide: usize,
     /// Phase-plane rows (and output rows of the tall grid) per image.
-    period: usize,
+    pub(super) period: usize,
     /// Whether bands are built (padding, stride > 1 or several images);
     /// else the image is read as it is.
     copied: bool,
     /// Output rows per band.
-    band_rows: usize,
+    pub(super) band_rows: usize,
 }
 
 impl<'a, T: Element> Source<'a, T> {
-    fn new(
+    pub(super) fn new(
         (images, count, image_stride): (&'a [T], usize, usize),
         channels: usize,
         geom: &'a Window2d,
@@ -95,7 +95,7 @@ impl<'a, T: Element> Source<'a, T> {
 
     /// Rows of the tall output grid: every image's period, but only the
     /// last image's OH.
-    fn tall_rows(&self) -> usize {
+    pub(super) fn tall_rows(&self) -> usize {
         (self.count - 1) * self.period + self.geom.output()[0]
     }
 
@@ -123,7 +123,7 @@ impl<'a, T: Element> Source<'a, T> {
 
     /// Offset of each row of B, (c, i, j) in order: tap (i, j) reads phase
     /// plane (i·dh mod sh, j·dw mod sw), shifted by (i·dh / sh, j·dw / sw).
-    fn offsets(&self) -> Vec<isize> {
+    pub(super) fn offsets(&self) -> Vec<isize> {
         let ([kh, kw], [dh, dw], [sh, sw]) = (self.geom.kernel(), self.geom.dilation(), self.geom.stride());
         let (plane, wide) = (self.channel_stride(), self.wide);
         let phase = self.channels * plane;
@@ -141,7 +141,12 @@ impl<'a, T: Element> Source<'a, T> {
     /// and channel, the band's rows of the phase plane: row r, column x of
     /// plane (pi, pj) is padded pixel ((rows.start + r)·sh + pi, x·sw + pj),
     /// zero outside the image; `slack` zeros follow.
-    fn band<'b>(&'b self, rows: Range<usize>, slack: usize, band: &'b mut Vec<T>) -> (&'b [T], usize)
+    pub(super) fn band<'b>(
+        &'b self,
+        rows: Range<usize>,
+        slack: usize,
+        band: &'b mut Vec<T>,
+    ) -> (&'b [T], usize)
     where
         'a: 'b,
     {

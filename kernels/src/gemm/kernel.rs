@@ -68,6 +68,39 @@ pub type RowsKernelFn<T> = unsafe fn(
     beta: T,
 );
 
+/// The micro-kernel with A's rows read in place and B packed: step p's
+/// value of row i is `a_rows[i][p]` (the rows may lie anywhere), B as in
+/// [`KernelFn`]. Same sums and store as [`KernelFn`].
+///
+/// # Safety
+/// As [`KernelFn`], with `a_rows` pointing to MR row pointers, each to `kc`
+/// readable values.
+pub type ARowsKernelFn<T> = unsafe fn(
+    kc: usize,
+    a_rows: *const *const T,
+    b: *const T,
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+    rows: usize,
+    cols: usize,
+    alpha: T,
+    beta: T,
+);
+
+/// A micro-kernel reading A in place ([`ARowsKernelFn`]) with its tile.
+#[derive(Clone, Copy)]
+pub struct ARowsKernel<T> {
+    /// Rows of the register tile (row pointers per call).
+    pub mr: usize,
+    /// Columns of the register tile (the packed B panel's width).
+    pub nr: usize,
+    /// Steps per call, so that a B micro-panel (KC·NR) stays in L1.
+    pub kc: usize,
+    /// The kernel.
+    pub run: ARowsKernelFn<T>,
+}
+
 /// A micro-kernel with its tile and cache-block sizes.
 #[derive(Clone, Copy)]
 pub struct MicroKernel<T> {
@@ -95,6 +128,9 @@ pub struct MicroKernel<T> {
 pub trait HasKernels: Sized {
     /// The best kernel usable with `isa` (falling back to narrower ones).
     fn kernel(isa: Isa) -> MicroKernel<Self>;
+
+    /// The best kernel reading A in place usable with `isa`.
+    fn a_rows_kernel(isa: Isa) -> ARowsKernel<Self>;
 
     /// Runs `f` with this thread's two packing buffers (see
     /// [`with_thread_buffers`]).
@@ -139,7 +175,28 @@ macro_rules! generic {
     };
 }
 
+macro_rules! a_rows {
+    ($mr:literal, $nr:literal, $run:expr) => {
+        ARowsKernel {
+            mr: $mr,
+            nr: $nr,
+            kc: 256,
+            run: $run,
+        }
+    };
+}
+
 impl HasKernels for f32 {
+    fn a_rows_kernel(isa: Isa) -> ARowsKernel<f32> {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => a_rows!(12, 32, super::kernel_avx512::f32_12x32_a_rows),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => a_rows!(6, 16, super::kernel_avx2::f32_6x16_a_rows),
+            _ => a_rows!(4, 8, super::kernel_generic::kernel_a_rows::<f32, 4, 8>),
+        }
+    }
+
     fn with_pack_buffers<R>(f: impl FnOnce(&mut Vec<f32>, &mut Vec<f32>) -> R) -> R {
         with_thread_buffers(&F32_BUFFERS, f)
     }
@@ -176,6 +233,16 @@ impl HasKernels for f32 {
 }
 
 impl HasKernels for f64 {
+    fn a_rows_kernel(isa: Isa) -> ARowsKernel<f64> {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => a_rows!(12, 16, super::kernel_avx512::f64_12x16_a_rows),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => a_rows!(6, 8, super::kernel_avx2::f64_6x8_a_rows),
+            _ => a_rows!(4, 4, super::kernel_generic::kernel_a_rows::<f64, 4, 4>),
+        }
+    }
+
     fn with_pack_buffers<R>(f: impl FnOnce(&mut Vec<f64>, &mut Vec<f64>) -> R) -> R {
         with_thread_buffers(&F64_BUFFERS, f)
     }
@@ -215,4 +282,9 @@ impl HasKernels for f64 {
 /// [`crate::isa::selected`].
 pub(crate) fn selected<T: Element>() -> MicroKernel<T> {
     T::kernel(crate::isa::selected())
+}
+
+/// The kernel reading A in place for `T`, of the same instruction set.
+pub(crate) fn selected_a_rows<T: Element>() -> ARowsKernel<T> {
+    T::a_rows_kernel(crate::isa::selected())
 }

@@ -1,5 +1,6 @@
 //! AVX2 + FMA micro-kernels: f32 6×16 and f64 6×8 (12 ymm accumulators,
-//! 2 B vectors, 1 broadcast: 15 of the 16 registers).
+//! 2 B vectors, 1 broadcast: 15 of the 16 registers), each also with its A
+//! rows read in place.
 
 #![cfg(target_arch = "x86_64")]
 
@@ -14,5 +15,17 @@ super::simd_kernel!(
 super::simd_kernel!(
     /// f64, MR = 6, NR = 8 (two 4-lane vectors).
     f64_6x8, f64_6x8_rows, "avx2,fma", f64, __m256d, 4, 6, 2,
+    _mm256_setzero_pd, _mm256_set1_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fmadd_pd, _mm256_mul_pd, _mm256_add_pd
+);
+
+super::simd_kernel_a_rows!(
+    /// f32, MR = 6, NR = 16 (two 8-lane vectors), A read in place.
+    f32_6x16_a_rows, "avx2,fma", f32, __m256, 8, 6, 2,
+    _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps, _mm256_mul_ps, _mm256_add_ps
+);
+
+super::simd_kernel_a_rows!(
+    /// f64, MR = 6, NR = 8 (two 4-lane vectors), A read in place.
+    f64_6x8_a_rows, "avx2,fma", f64, __m256d, 4, 6, 2,
     _mm256_setzero_pd, _mm256_set1_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fmadd_pd, _mm256_mul_pd, _mm256_add_pd
 );

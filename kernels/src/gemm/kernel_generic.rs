@@ -68,13 +68,46 @@ pub(crate) unsafe fn kernel_rows<T: Element, const MR: usize, const NR: usize>(
     unsafe { store(&acc, c, rsc, csc, rows, cols, alpha, beta) };
 }
 
+/// See [`super::kernel::ARowsKernelFn`].
+///
+/// # Safety
+/// As [`super::kernel::ARowsKernelFn`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn kernel_a_rows<T: Element, const MR: usize, const NR: usize>(
+    kc: usize,
+    a_rows: *const *const T,
+    b: *const T,
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+    rows: usize,
+    cols: usize,
+    alpha: T,
+    beta: T,
+) {
+    // SAFETY: the caller guarantees MR row pointers, kc values at each, and
+    // kc·NR values at `b`.
+    let (a_rows, b) = unsafe {
+        (
+            std::slice::from_raw_parts(a_rows, MR),
+            std::slice::from_raw_parts(b, kc * NR),
+        )
+    };
+    // SAFETY: as above.
+    let a_rows: [&[T]; MR] = std::array::from_fn(|i| unsafe { std::slice::from_raw_parts(a_rows[i], kc) });
+    let steps = (0..kc).map(|p| std::array::from_fn::<T, MR, _>(|i| a_rows[i][p]));
+    let acc = accumulate::<T, MR, NR>(steps.zip(b.chunks_exact(NR)));
+    // SAFETY: forwarded from the caller.
+    unsafe { store(&acc, c, rsc, csc, rows, cols, alpha, beta) };
+}
+
 /// The MR×NR sums of `a[i]·b[j]` over the steps, in order.
 fn accumulate<'a, T: Element, const MR: usize, const NR: usize>(
-    steps: impl Iterator<Item = (&'a [T], &'a [T])>,
+    steps: impl Iterator<Item = (impl AsRef<[T]>, &'a [T])>,
 ) -> [[T; NR]; MR] {
     let mut acc = [[T::ZERO; NR]; MR];
     for (ap, bp) in steps {
-        for (row, &ai) in acc.iter_mut().zip(ap) {
+        for (row, &ai) in acc.iter_mut().zip(ap.as_ref()) {
             for (v, &bj) in row.iter_mut().zip(bp) {
                 *v = ai.mul_add(bj, *v);
             }

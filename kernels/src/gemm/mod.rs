@@ -21,6 +21,7 @@
 
 mod blocked;
 mod direct;
+mod direct_transposed;
 pub(crate) mod kernel;
 mod kernel_avx2;
 mod kernel_avx512;
@@ -28,12 +29,12 @@ mod kernel_generic;
 mod pack;
 mod simd_kernel;
 
-use simd_kernel::simd_kernel;
+use simd_kernel::{simd_kernel, simd_kernel_a_rows};
 use std::sync::OnceLock;
 
 use crate::error::{check_len, checked_product, Error, Result};
 use crate::{Element, Window2d};
-use ndarray::{s, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{s, Array2, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 
 /// Products with fewer multiply-adds than this stay on the calling thread.
@@ -484,46 +485,44 @@ fn im2col_stacked_product<T: Element>(
     Ok(())
 }
 
-/// `C ← alpha·A·[im2col(x₀) … im2col(x_{N−1})]ᵀ + beta·C`: A (M × N·OH·OW)
-/// times the transposed im2col matrices of `count` images stacked along the
-/// inner dimension; C is (M × C·KH·KW). With A = dout (filters × the
-/// batch's output pixels) this is a convolution's whole weight gradient,
-/// dW = Σₙ doutₙ · im2col(xₙ)ᵀ, as one GEMM whose B panels are gathered
-/// straight from the images (no column matrix is built). Image n holds the
-/// `channels`·H·W values starting at `images[n·image_stride]` (a stride
-/// larger than one image selects a channel group of wider images).
-/// Parallel on the current pool when large enough; bit-identical for any
-/// number of threads.
+/// `C ← alpha·Σₙ Aₙ·im2col(xₙ)ᵀ + beta·C`: a convolution's whole weight
+/// gradient, dW = Σₙ doutₙ · im2col(xₙ)ᵀ, as one product over the batch's
+/// output pixels. A is (count, M, OH·OW) — image n's block Aₙ, e.g. dout
+/// of image n with its pixels flattened — and C is (M, C·KH·KW). Image n
+/// holds the `channels`·H·W values starting at `images[n·image_stride]` (a
+/// stride larger than one image selects a channel group of wider images).
+/// No column matrix is built: with beta = 0 and finite images the taps'
+/// rows are read in place ([`direct_transposed`]), otherwise B panels are
+/// gathered straight from the images. Parallel on the current pool when
+/// large enough; bit-identical for any number of threads.
 ///
 /// # Errors
 /// [`Error::Shape`] if `images` is too short, `image_stride` is less than
-/// one image, A is not (M, count·OH·OW) or C is not (M, C·KH·KW);
+/// one image, A is not (_, M, OH·OW) or C is not (M, C·KH·KW);
 /// [`Error::Parameter`] for a non-finite alpha or beta.
 ///
 /// ```
 /// use ndarray::{array, Array2};
 /// use patchwise_kernels::{gemm_im2col_transposed, Window2d};
-/// // Two 1-channel 2×2 images, 1×1 taps: the product is A · [x₀ x₁]ᵀ.
+/// // Two 1-channel 2×2 images, 1×1 taps: the product is A₀·x₀ᵀ + A₁·x₁ᵀ.
 /// let g = Window2d::new([2, 2], [1, 1], [1, 1], [0, 0], [1, 1]).unwrap();
-/// let a = array![[1.0f64, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 2.0]];
+/// let a = array![[[1.0f64, 1.0, 1.0, 1.0]], [[0.0, 0.0, 0.0, 2.0]]];
 /// let mut c = Array2::zeros((1, 1));
-/// gemm_im2col_transposed(1.0, a.view(), &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], 2, 4, 1, &g, 0.0, c.view_mut()).unwrap();
+/// gemm_im2col_transposed(1.0, a.view(), &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], 4, 1, &g, 0.0, c.view_mut()).unwrap();
 /// assert_eq!(c[[0, 0]], 1.0 + 2.0 + 3.0 + 4.0 + 2.0 * 8.0);
 /// ```
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_im2col_transposed<T: Element>(
     alpha: T,
-    a: ArrayView2<'_, T>,
+    a: ArrayView3<'_, T>,
     images: &[T],
-    count: usize,
     image_stride: usize,
     channels: usize,
     geom: &Window2d,
     beta: T,
     c: ArrayViewMut2<'_, T>,
 ) -> Result<()> {
-    let batch = (images, count, image_stride, channels);
-    im2col_transposed_product(alpha, a, batch, geom, beta, c, true)
+    im2col_transposed_product(alpha, a, (images, image_stride, channels), geom, beta, c, true)
 }
 
 /// [`gemm_im2col_transposed`] on the calling thread only (for callers that
@@ -534,45 +533,74 @@ pub fn gemm_im2col_transposed<T: Element>(
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_im2col_transposed_serial<T: Element>(
     alpha: T,
-    a: ArrayView2<'_, T>,
+    a: ArrayView3<'_, T>,
     images: &[T],
-    count: usize,
     image_stride: usize,
     channels: usize,
     geom: &Window2d,
     beta: T,
     c: ArrayViewMut2<'_, T>,
 ) -> Result<()> {
-    let batch = (images, count, image_stride, channels);
-    im2col_transposed_product(alpha, a, batch, geom, beta, c, false)
+    im2col_transposed_product(alpha, a, (images, image_stride, channels), geom, beta, c, false)
 }
 
 fn im2col_transposed_product<T: Element>(
     alpha: T,
-    a: ArrayView2<'_, T>,
-    (images, count, image_stride, channels): (&[T], usize, usize, usize),
+    a: ArrayView3<'_, T>,
+    (images, image_stride, channels): (&[T], usize, usize),
     geom: &Window2d,
     beta: T,
     mut c: ArrayViewMut2<'_, T>,
     parallel: bool,
 ) -> Result<()> {
+    let (count, m, p) = a.dim();
     let (taps, pixels) = check_batch((images, count, image_stride, channels), geom)?;
-    if a.ncols() != pixels {
+    if p != geom.output_len() {
         return Err(Error::Shape {
             arg: "a",
-            expected: format!("[_, {pixels}] (count·OH·OW columns)"),
+            expected: format!("[_, _, {}] (OH·OW pixels per image)", geom.output_len()),
             actual: format!("{:?}", a.shape()),
         });
     }
-    if c.dim() != (a.nrows(), taps) {
-        return Err(Error::shape("c", [a.nrows(), taps], c.shape()));
+    if c.dim() != (m, taps) {
+        return Err(Error::shape("c", [m, taps], c.shape()));
     }
     check_scalars(alpha, beta)?;
-    let m = a.nrows();
     if trivial(m, taps, pixels, beta, &mut c) {
         return Ok(());
     }
-    match backend() {
+    let parallel = worth_parallel(m, taps, pixels, parallel);
+    let image_len = channels * geom.input_len();
+    let backend = backend();
+    if backend == Backend::Patchwise
+        && direct_transposed::applies(beta, count, geom)
+        && direct_transposed::im2col_transposed_product(
+            &kernel::selected_a_rows::<T>(),
+            alpha,
+            a,
+            (images, image_stride),
+            channels,
+            geom,
+            c.view_mut(),
+            parallel,
+        )
+    {
+        return Ok(());
+    }
+    // A as one M × count·OH·OW matrix: a view of one image's block, a copy
+    // of several.
+    let stacked;
+    let a2 = if count == 1 {
+        a.index_axis(Axis(0), 0)
+    } else {
+        let mut s = Array2::zeros((m, pixels));
+        for (n, a_n) in a.outer_iter().enumerate() {
+            s.slice_mut(s![.., n * p..(n + 1) * p]).assign(&a_n);
+        }
+        stacked = s;
+        stacked.view()
+    };
+    match backend {
         Backend::Patchwise => {
             let b = pack::Im2colTransposedB(pack::Im2colB {
                 images,
@@ -581,11 +609,9 @@ fn im2col_transposed_product<T: Element>(
                 channels,
                 geom,
             });
-            let parallel = worth_parallel(m, taps, pixels, parallel);
-            blocked::gemm_blocked(&kernel::selected::<T>(), alpha, a, &b, beta, c, parallel);
+            blocked::gemm_blocked(&kernel::selected::<T>(), alpha, a2, &b, beta, c, parallel);
         }
         Backend::MatrixMultiply => {
-            let (p, image_len) = (geom.output_len(), channels * geom.input_len());
             let mut cols = vec![T::ZERO; taps * pixels];
             for n in 0..count {
                 let mut one = vec![T::ZERO; taps * p];
@@ -595,7 +621,7 @@ fn im2col_transposed_product<T: Element>(
                 }
             }
             let b = ArrayView2::from_shape((taps, pixels), &cols[..]).expect("K·N elements");
-            product(alpha, a, b.t(), beta, c, parallel);
+            product(alpha, a2, b.t(), beta, c, parallel);
         }
     }
     Ok(())
@@ -711,6 +737,91 @@ mod tests {
             for isa in Isa::supported() {
                 check::<f32>(isa, (m, k, n), t, alpha, beta, parallel);
                 check::<f64>(isa, (m, k, n), t, alpha, beta, parallel);
+            }
+        }
+    }
+
+    /// One call of an A-in-place kernel on a rows × cols tile: A's rows at
+    /// scattered places (reversed order, gaps), B packed, C with unit or
+    /// wide column stride.
+    fn check_a_rows<T: Element + reference::Real>(
+        isa: Isa,
+        (rows, cols, kc): (usize, usize, usize),
+        (beta, unit_columns): (f64, bool),
+    ) {
+        let kern = T::a_rows_kernel(isa);
+        let (rows, cols) = (rows.min(kern.mr), cols.min(kern.nr));
+        let value =
+            |seed: u64, i: usize| <T as Element>::from_f64(reference::dropout_uniform(seed, i as u64) - 0.5);
+        // Row i of A starts at (mr − 1 − i)·(kc + 3) + 1.
+        let start = |i: usize| (kern.mr - 1 - i) * (kc + 3) + 1;
+        let store: Vec<T> = (0..kern.mr * (kc + 3) + 1).map(|i| value(1, i)).collect();
+        let a = Array2::from_shape_fn((rows, kc), |(i, p)| store[start(i) + p]);
+        let b_packed: Vec<T> = (0..kc * kern.nr).map(|i| value(2, i)).collect();
+        let b = Array2::from_shape_fn((kc, cols), |(p, j)| b_packed[p * kern.nr + j]);
+        let c0 = Array2::from_shape_fn((rows, cols), |(i, j)| value(3, i * cols + j));
+        let (alpha, beta) = (<T as Element>::from_f64(-0.75), <T as Element>::from_f64(beta));
+        let expected = reference::gemm(alpha, a.view(), b.view(), beta, c0.view());
+        let abs = |x: &Array2<T>| x.mapv(|v| reference::Real::abs(v));
+        let bound = reference::gemm(
+            reference::Real::abs(alpha),
+            abs(&a).view(),
+            abs(&b).view(),
+            reference::Real::abs(beta),
+            abs(&c0).view(),
+        );
+        let (rsc, csc) = if unit_columns {
+            (cols + 2, 1)
+        } else {
+            (1, rows + 1)
+        };
+        let mut c = vec![<T as Element>::ZERO; (rows + 1) * (cols + 2)];
+        for ((i, j), &v) in c0.indexed_iter() {
+            c[i * rsc + j * csc] = v;
+        }
+        let row_ptrs: Vec<*const T> = (0..kern.mr)
+            .map(|i| store[start(i.min(rows.saturating_sub(1)))..].as_ptr())
+            .collect();
+        // SAFETY: MR row pointers with kc values each, kc·NR values of B,
+        // and a rows × cols tile of `c` at strides (rsc, csc).
+        unsafe {
+            (kern.run)(
+                kc,
+                row_ptrs.as_ptr(),
+                b_packed.as_ptr(),
+                c.as_mut_ptr(),
+                rsc as isize,
+                csc as isize,
+                rows,
+                cols,
+                alpha,
+                beta,
+            );
+        }
+        let got: Vec<T> = c0
+            .indexed_iter()
+            .map(|((i, j), _)| c[i * rsc + j * csc])
+            .collect();
+        reference::tolerance::assert_within_sum_bound(
+            &format!("{isa:?} a-rows"),
+            &got,
+            &expected.iter().copied().collect::<Vec<T>>(),
+            &bound.iter().copied().collect::<Vec<T>>(),
+            kc,
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn every_a_rows_kernel_matches_the_reference(
+            rows in 1usize..13, cols in 1usize..33, kc in 1usize..300,
+            beta in prop::sample::select(vec![0.0, 1.0, 0.5]),
+            unit_columns in any::<bool>(),
+        ) {
+            for isa in Isa::supported() {
+                check_a_rows::<f32>(isa, (rows, cols, kc), (beta, unit_columns));
+                check_a_rows::<f64>(isa, (rows, cols, kc), (beta, unit_columns));
             }
         }
     }

@@ -2,15 +2,15 @@
 //! per instruction set and element type (as matrixmultiply does): the ISA
 //! files only name the vector type and intrinsics.
 //!
-//! Each instantiation makes two kernels that differ only in where step p's
-//! NR values of B come from: a packed micro-panel (`b + p·NR`, the
+//! `simd_kernel!` makes two kernels that differ only in where step p's NR
+//! values of B come from: a packed micro-panel (`b + p·NR`, the
 //! [`super::kernel::KernelFn`] contract) or a row of a matrix read in place
 //! (`b + offsets[p]`, the [`super::kernel::RowsKernelFn`] contract).
+//! `simd_kernel_a_rows!` makes the kernel whose A rows are read in place
+//! (row i at `a_rows[i] + p`, the [`super::kernel::ARowsKernelFn`]
+//! contract): the A values are broadcast one at a time, so they need not
+//! lie side by side.
 
-/// Defines `unsafe fn $name` ([`super::kernel::KernelFn`]) and
-/// `unsafe fn $rows_name` ([`super::kernel::RowsKernelFn`]), compiled with
-/// `#[target_feature(enable = $feature)]`: an `$mr` × (`$nv` vectors of
-/// `$lanes`) register tile.
 macro_rules! simd_kernel {
     (
         $(#[$doc:meta])* $name:ident, $rows_name:ident, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
@@ -19,13 +19,14 @@ macro_rules! simd_kernel {
         $crate::gemm::simd_kernel::simd_kernel!(@body
             $(#[$doc])*
             /// B: a packed micro-panel.
-            $name, (b: *const $t), |p, kc| b.add(p * $lanes * $nv), {},
+            $name, (a: *const $t, b: *const $t), {}, |p, i| *a.add(p * $mr + i), |p, kc| b.add(p * $lanes * $nv), {},
             $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
         $crate::gemm::simd_kernel::simd_kernel!(@body
             $(#[$doc])*
             /// B: rows read in place, step p's at `b + offsets[p]`.
-            $rows_name, (b: *const $t, offsets: *const isize), |p, kc| b.offset(*offsets.add(p)),
+            $rows_name, (a: *const $t, b: *const $t, offsets: *const isize), {}, |p, i| *a.add(p * $mr + i),
+            |p, kc| b.offset(*offsets.add(p)),
             {
                 // Rows read in place may lie far apart (a 1×1
                 // convolution's: one image plane per step), more streams
@@ -45,7 +46,8 @@ macro_rules! simd_kernel {
         );
     };
     (@body
-        $(#[$doc:meta])* $name:ident, ($($b:ident: $bt:ty),*), |$p:ident, $kc:ident| $b_step:expr, $prefetch:block,
+        $(#[$doc:meta])* $name:ident, ($($arg:ident: $argt:ty),*), {$($setup:tt)*}, |$ap:ident, $i:ident| $a_value:expr,
+        |$p:ident, $kc:ident| $b_step:expr, $prefetch:block,
         $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
         $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident, $mul:ident, $add:ident
     ) => {
@@ -58,8 +60,7 @@ macro_rules! simd_kernel {
         #[allow(clippy::too_many_arguments)]
         pub(crate) unsafe fn $name(
             $kc: usize,
-            a: *const $t,
-            $($b: $bt,)*
+            $($arg: $argt,)*
             c: *mut $t,
             rsc: isize,
             csc: isize,
@@ -70,19 +71,20 @@ macro_rules! simd_kernel {
         ) {
             const NR: usize = $lanes * $nv;
             let mut acc: [[$vec; $nv]; $mr] = [[$zero(); $nv]; $mr];
+            $($setup)*
             for $p in 0..$kc {
-                // SAFETY: p < kc, and the caller guarantees kc·MR values at
-                // `a` and NR readable values at step p's B address.
+                // SAFETY: p < kc, and the caller guarantees step p's MR
+                // values of A and NR values of B readable where the
+                // kernel's contract says.
                 unsafe {
-                    let ap = a.add($p * $mr);
                     let bp = $b_step;
                     $prefetch
                     let mut bv: [$vec; $nv] = [$zero(); $nv];
                     for (v, slot) in bv.iter_mut().enumerate() {
                         *slot = $load(bp.add(v * $lanes));
                     }
-                    for (i, row) in acc.iter_mut().enumerate() {
-                        let ai = $set1(*ap.add(i));
+                    for ($i, row) in acc.iter_mut().enumerate() {
+                        let ai = $set1($a_value);
                         for (v, slot) in row.iter_mut().enumerate() {
                             *slot = $fmadd(ai, bv[v], *slot);
                         }
@@ -138,4 +140,30 @@ macro_rules! simd_kernel {
     };
 }
 
+/// Defines `unsafe fn $name` ([`super::kernel::ARowsKernelFn`]) compiled
+/// with `#[target_feature(enable = $feature)]`: an `$mr` × (`$nv` vectors
+/// of `$lanes`) register tile whose A rows are read in place and B is a
+/// packed micro-panel.
+macro_rules! simd_kernel_a_rows {
+    (
+        $(#[$doc:meta])* $name:ident, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
+        $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident, $mul:ident, $add:ident
+    ) => {
+        $crate::gemm::simd_kernel::simd_kernel!(@body
+            $(#[$doc])*
+            /// A: MR rows read in place, row i's step p at `a_rows[i] + p`;
+            /// B: a packed micro-panel.
+            $name, (a_rows: *const *const $t, b: *const $t),
+            {
+                // SAFETY: the caller passes MR row pointers.
+                let rows_a: [*const $t; $mr] = std::array::from_fn(|i| unsafe { *a_rows.add(i) });
+            },
+            |p, i| *rows_a[i].add(p),
+            |p, kc| b.add(p * $lanes * $nv), {},
+            $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
+        );
+    };
+}
+
 pub(crate) use simd_kernel;
+pub(crate) use simd_kernel_a_rows;

@@ -1,0 +1,324 @@
+//! The transposed implicit GEMM (a convolution's weight gradient,
+//! `C = A · [im2col(x₀) … im2col(x_{N−1})]ᵀ`) with the im2col rows read in
+//! place: the column matrices are never built or packed.
+//!
+//! The product is computed transposed, `Cᵀ = im2col · Aᵀ`: the im2col rows
+//! (taps) are the rows of the micro-kernel's tile, the rows of A (filters)
+//! its columns, and the sum runs over output pixels. On the wide grid of
+//! [`super::direct`] (row length = the padded width, or a phase plane's
+//! width for stride s > 1; several images stacked into one tall image) every
+//! tap's row is one contiguous run of the padded image, so a micro-kernel
+//! that broadcasts its A values one at a time
+//! ([`super::kernel::ARowsKernelFn`]) reads them where they lie. Only A is
+//! packed: per band of output rows, its columns widened to the wide grid
+//! with zeros in the columns and rows that are not output pixels — a
+//! fraction (1 / taps) of what packing the column matrix would write.
+//!
+//! Those zeros multiply image values the definition of C does not pair with
+//! that tap: harmless for finite images, but 0·∞ = NaN, so the route is
+//! taken only when every image value is finite.
+//!
+//! Work goes in bands of output rows, the bands in a fixed number of
+//! groups (from the shape only) whose partial sums are added in group order
+//! at the end; a group's taps may be split by channel ranges between tasks.
+//! Every element's sum runs over the same bands and steps in the same order
+//! whatever the thread count: results are bit-identical for any number of
+//! threads, and serial equals parallel.
+
+use super::direct::Source;
+use super::kernel::ARowsKernel;
+use super::pack::aligned;
+use crate::{Element, Window2d};
+use ndarray::{ArrayView3, ArrayViewMut2, Axis};
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// Wide pixels per band to aim for (two KC blocks).
+const BAND_PIXELS: usize = 512;
+/// Tasks to aim for: enough to balance a few threads (a fixed number, so
+/// that the sums' order never depends on the thread count).
+const TASKS: usize = 8;
+/// Largest total size of the groups' partial sums, in elements.
+const PARTIALS_MAX: usize = 1 << 22;
+/// Fewest taps per channel range: below this, re-packing A per range costs
+/// more than the split gains.
+const RANGE_MIN_TAPS: usize = 256;
+/// Taps per block of the final sum of the groups' partials.
+const SUM_TAPS: usize = 64;
+/// Most work on the wide grid per output pixel's (see [`applies`]).
+const WIDE_OVERHEAD_MAX: f64 = 1.2;
+
+/// Whether the in-place route applies: C only written (beta = 0) and a
+/// wide grid with at most [`WIDE_OVERHEAD_MAX`] extra work. (Small images
+/// pay up to 65 % extra on their wide grid: there the packed route wins.)
+pub(crate) fn applies<T: Element>(beta: T, count: usize, geom: &Window2d) -> bool {
+    let ([h, w], [ph, pw], [sh, sw]) = (geom.input(), geom.pad(), geom.stride());
+    let [oh, ow] = geom.output();
+    let (wide, period) = ((w + 2 * pw).div_ceil(sw), (h + 2 * ph).div_ceil(sh));
+    let rows = if count > 1 { period } else { oh };
+    beta == T::ZERO && (wide * rows) as f64 <= WIDE_OVERHEAD_MAX * (ow * oh) as f64
+}
+
+fn all_finite<T: Element>(values: &[T]) -> bool {
+    values.iter().fold(true, |ok, v| ok & v.is_finite())
+}
+
+/// One band: image `image` (or the tall image of all of them when None)
+/// and its output rows `rows`.
+#[derive(Clone)]
+struct Band {
+    image: Option<usize>,
+    rows: Range<usize>,
+}
+
+/// `C ← alpha·Σₙ Aₙ·im2col(xₙ)ᵀ` (A is (count, M, OH·OW), C is
+/// (M, C·KH·KW)); shapes checked and [`applies`] true. Returns false, C
+/// untouched, when an image value the wide grid pairs with a zero of A is
+/// not finite: the caller takes another route.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn im2col_transposed_product<T: Element>(
+    kern: &ARowsKernel<T>,
+    alpha: T,
+    a: ArrayView3<'_, T>,
+    (images, image_stride): (&[T], usize),
+    channels: usize,
+    geom: &Window2d,
+    mut c: ArrayViewMut2<'_, T>,
+    parallel: bool,
+) -> bool {
+    let (count, m, _) = a.dim();
+    let taps_per_channel = geom.kernel_len();
+    let taps = channels * taps_per_channel;
+    let plane = geom.input_len();
+    // A channel range's source: the tall image of every image, or image n
+    // read in place (stride 1 and no padding: nothing to build).
+    let in_place = geom.pad() == [0, 0] && geom.stride() == [1, 1];
+    let source = |image: Option<usize>, range: &Range<usize>, band_rows: usize| {
+        let first = range.start * plane;
+        let mut s = match image {
+            Some(n) => Source::new(
+                (&images[n * image_stride + first..], 1, image_stride),
+                range.len(),
+                geom,
+            ),
+            None => Source::new((&images[first..], count, image_stride), range.len(), geom),
+        };
+        s.band_rows = band_rows;
+        s
+    };
+    let whole = 0..channels;
+    let probe = source(if in_place { Some(0) } else { None }, &whole, 1);
+    let wide = probe.wide;
+    // Whether the wide grid has points that are not output pixels (extra
+    // columns, or rows between stacked images): their zeros of A meet image
+    // values, which must then be finite. Built bands are checked as they
+    // are built; an image read in place is checked here.
+    let [oh, ow] = geom.output();
+    let extra = wide != ow || (!in_place && count > 1 && probe.period != oh);
+    if extra && in_place && !(0..count).all(|n| all_finite(&images[n * image_stride..][..channels * plane])) {
+        return false;
+    }
+    let band_rows = BAND_PIXELS.div_ceil(wide).max(1);
+    let bands: Vec<Band> = if in_place {
+        let oh = geom.output()[0];
+        (0..count)
+            .flat_map(|n| {
+                (0..oh).step_by(band_rows).map(move |r| Band {
+                    image: Some(n),
+                    rows: r..(r + band_rows).min(oh),
+                })
+            })
+            .collect()
+    } else {
+        let tall = probe.tall_rows();
+        (0..tall)
+            .step_by(band_rows)
+            .map(|r| Band {
+                image: None,
+                rows: r..(r + band_rows).min(tall),
+            })
+            .collect()
+    };
+
+    // Groups of bands (partial sums) and channel ranges (split taps).
+    let groups = bands.len().min(TASKS).min((PARTIALS_MAX / (taps * m)).max(1));
+    let per_group = bands.len().div_ceil(groups);
+    let groups = bands.len().div_ceil(per_group);
+    let unit = kern.mr / gcd(kern.mr, taps_per_channel);
+    let range_channels = (RANGE_MIN_TAPS.div_ceil(taps_per_channel).div_ceil(unit) * unit)
+        .max(channels.div_ceil(TASKS.div_ceil(groups)).div_ceil(unit) * unit);
+    let ranges: Vec<Range<usize>> = (0..channels)
+        .step_by(range_channels)
+        .map(|c0| c0..(c0 + range_channels).min(channels))
+        .collect();
+
+    let mut partials = vec![T::ZERO; groups * taps * m];
+    let mut tasks = Vec::new();
+    for (g, part) in partials.chunks_exact_mut(taps * m).enumerate() {
+        let group = &bands[g * per_group..((g + 1) * per_group).min(bands.len())];
+        let mut rest = part;
+        for range in &ranges {
+            let (mine, tail) = rest.split_at_mut(range.len() * taps_per_channel * m);
+            rest = tail;
+            tasks.push((group, range.clone(), mine));
+        }
+    }
+    // Each task: its group's bands on its channel range; false as soon as
+    // a band that needs it is not finite.
+    let check = extra && !in_place;
+    let task = |(group, range, out): (&[Band], Range<usize>, &mut [T]),
+                (band_buf, panel_buf): &mut (Vec<T>, Vec<T>)| {
+        group.iter().enumerate().all(|(i, band)| {
+            let s = source(band.image, &range, band_rows);
+            run_band(kern, &s, band, a, (band_buf, panel_buf), out, m, (i == 0, check))
+        })
+    };
+    let finite = if parallel && tasks.len() > 1 {
+        tasks
+            .into_par_iter()
+            .map_init(Default::default, |bufs, t| task(t, bufs))
+            .reduce(|| true, |x, y| x & y)
+    } else {
+        let mut bufs = Default::default();
+        tasks.into_iter().all(|t| task(t, &mut bufs))
+    };
+    if !finite {
+        return false;
+    }
+
+    // C[f, k] = alpha · Σ_g partial_g[k, f], groups in order, SUM_TAPS taps
+    // at a time: their rows summed contiguously, then written across.
+    let sum = |(block, mut c): (usize, ArrayViewMut2<'_, T>), acc: &mut Vec<T>| {
+        let k0 = block * SUM_TAPS;
+        let len = c.ncols();
+        acc.clear();
+        acc.extend_from_slice(&partials[k0 * m..(k0 + len) * m]);
+        for g in 1..groups {
+            let part = &partials[(g * taps + k0) * m..][..len * m];
+            acc.iter_mut().zip(part).for_each(|(a, &v)| *a += v);
+        }
+        for (f, mut row) in c.outer_iter_mut().enumerate() {
+            row.iter_mut()
+                .zip(acc[f..].iter().step_by(m))
+                .for_each(|(out, &v)| *out = alpha * v);
+        }
+    };
+    let blocks = c.axis_chunks_iter_mut(Axis(1), SUM_TAPS);
+    if parallel {
+        blocks
+            .into_par_iter()
+            .enumerate()
+            .for_each_init(Vec::new, |acc, b| sum(b, acc));
+    } else {
+        let mut acc = Vec::new();
+        blocks.enumerate().for_each(|b| sum(b, &mut acc));
+    }
+    true
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Adds one band's products to `out` (the source's taps × M, row-major;
+/// written, not read, when `first`). With `check`, returns false (and
+/// does nothing) if the built band holds a value that is not finite.
+#[allow(clippy::too_many_arguments)]
+fn run_band<T: Element>(
+    kern: &ARowsKernel<T>,
+    source: &Source<'_, T>,
+    band: &Band,
+    a: ArrayView3<'_, T>,
+    (band_buf, panel_buf): (&mut Vec<T>, &mut Vec<T>),
+    out: &mut [T],
+    m: usize,
+    (first, check): (bool, bool),
+) -> bool {
+    let (mr, nr) = (kern.mr, kern.nr);
+    let [oh, ow] = source.geom.output();
+    let wide = source.wide;
+    let rows = band.rows.clone();
+    let q = rows.start * wide..(rows.end - 1) * wide + ow;
+    let width = q.len();
+    let (data, base) = source.band(rows.clone(), 0, band_buf);
+    if check && !all_finite(data) {
+        return false;
+    }
+    let offsets = source.offsets();
+    let taps = offsets.len();
+
+    // A's columns for these wide pixels, NR rows (filters) per panel: step
+    // t of panel jp holds A[·, jp·NR + j] at wide pixel q.start + t.
+    let panels = m.div_ceil(nr);
+    let packed = aligned(panel_buf, panels * width * nr);
+    packed.fill(T::ZERO);
+    for r in rows.clone() {
+        let (n, y) = match band.image {
+            Some(n) => (n, r),
+            None => (r / source.period, r % source.period),
+        };
+        if y >= oh {
+            continue;
+        }
+        let at = (r - rows.start) * wide;
+        for f in 0..m {
+            let (jp, j) = (f / nr, f % nr);
+            let dst = &mut packed[jp * width * nr..][..width * nr];
+            let src = a.slice(ndarray::s![n, f, y * ow..(y + 1) * ow]);
+            for (x, &v) in src.iter().enumerate() {
+                dst[(at + x) * nr + j] = v;
+            }
+        }
+    }
+
+    let from = q.start - base;
+    let reach = offsets.iter().copied().max().unwrap_or(0) as usize;
+    assert!(
+        reach + from + width <= data.len() && mr <= 16,
+        "in-place dW: a tap run leaves the band"
+    );
+    for jp in 0..panels {
+        let cols = nr.min(m - jp * nr);
+        for t0 in (0..width).step_by(kern.kc) {
+            let kc = kern.kc.min(width - t0);
+            let b = &packed[(jp * width + t0) * nr..][..kc * nr];
+            let beta = if first && t0 == 0 { T::ZERO } else { T::ONE };
+            for i in (0..taps).step_by(mr) {
+                let rows_here = mr.min(taps - i);
+                // Row pointers; a partial panel repeats its first row (its
+                // results are not stored).
+                let mut a_rows = [data.as_ptr(); 16];
+                for (ii, ptr) in a_rows.iter_mut().take(mr).enumerate() {
+                    let tap = if ii < rows_here { i + ii } else { i };
+                    // SAFETY: offsets[tap] + from + t0 + kc ≤ reach + from +
+                    // width ≤ data.len() (asserted above): a pointer into
+                    // `data` with kc values after it.
+                    *ptr = unsafe { data.as_ptr().add(offsets[tap] as usize + from + t0) };
+                }
+                // SAFETY: MR row pointers with kc values each (above), kc·NR
+                // packed values at `b`, and the tile (rows_here × cols at
+                // row i, column jp·NR of `out`, row stride m) lies in `out`,
+                // which aliases neither.
+                unsafe {
+                    (kern.run)(
+                        kc,
+                        a_rows.as_ptr(),
+                        b.as_ptr(),
+                        out.as_mut_ptr().add(i * m + jp * nr),
+                        m as isize,
+                        1,
+                        rows_here,
+                        cols,
+                        T::ONE,
+                        beta,
+                    );
+                }
+            }
+        }
+    }
+    true
+}
