@@ -141,9 +141,9 @@ pub(crate) fn im2col_transposed_product<T: Element>(
     };
 
     // Groups of bands (partial sums) and channel ranges (split taps).
+    // Groups of consecutive bands, their sizes differing by one at most.
     let groups = bands.len().min(TASKS).min((PARTIALS_MAX / (taps * m)).max(1));
-    let per_group = bands.len().div_ceil(groups);
-    let groups = bands.len().div_ceil(per_group);
+    let group_bands = |g: usize| &bands[g * bands.len() / groups..(g + 1) * bands.len() / groups];
     let unit = kern.mr / gcd(kern.mr, taps_per_channel);
     let range_channels = (RANGE_MIN_TAPS.div_ceil(taps_per_channel).div_ceil(unit) * unit)
         .max(channels.div_ceil(TASKS.div_ceil(groups)).div_ceil(unit) * unit);
@@ -155,7 +155,7 @@ pub(crate) fn im2col_transposed_product<T: Element>(
     let mut partials = vec![T::ZERO; groups * taps * m];
     let mut tasks = Vec::new();
     for (g, part) in partials.chunks_exact_mut(taps * m).enumerate() {
-        let group = &bands[g * per_group..((g + 1) * per_group).min(bands.len())];
+        let group = group_bands(g);
         let mut rest = part;
         for range in &ranges {
             let (mine, tail) = rest.split_at_mut(range.len() * taps_per_channel * m);
@@ -255,22 +255,31 @@ fn run_band<T: Element>(
     // t of panel jp holds A[·, jp·NR + j] at wide pixel q.start + t.
     let panels = m.div_ceil(nr);
     let packed = aligned(panel_buf, panels * width * nr);
-    packed.fill(T::ZERO);
-    for r in rows.clone() {
+    if !m.is_multiple_of(nr) {
+        // The last panel's unused lanes: computed, never stored.
+        packed.fill(T::ZERO);
+    }
+    for (local, r) in rows.clone().enumerate() {
         let (n, y) = match band.image {
             Some(n) => (n, r),
             None => (r / source.period, r % source.period),
         };
-        if y >= oh {
-            continue;
-        }
-        let at = (r - rows.start) * wide;
-        for f in 0..m {
-            let (jp, j) = (f / nr, f % nr);
-            let dst = &mut packed[jp * width * nr..][..width * nr];
-            let src = a.slice(ndarray::s![n, f, y * ow..(y + 1) * ow]);
-            for (x, &v) in src.iter().enumerate() {
-                dst[(at + x) * nr + j] = v;
+        let at = local * wide;
+        let end = (at + wide).min(width);
+        for (jp, panel) in packed.chunks_exact_mut(width * nr).enumerate() {
+            let steps = &mut panel[at * nr..end * nr];
+            if y >= oh {
+                steps.fill(T::ZERO);
+                continue;
+            }
+            steps[ow * nr..].fill(T::ZERO);
+            for (j, f) in (jp * nr..m.min((jp + 1) * nr)).enumerate() {
+                let src = a.slice(ndarray::s![n, f, y * ow..(y + 1) * ow]);
+                let dst = steps[j..].iter_mut().step_by(nr);
+                match src.as_slice() {
+                    Some(src) => dst.zip(src).for_each(|(d, &v)| *d = v),
+                    None => dst.zip(src.iter()).for_each(|(d, &v)| *d = v),
+                }
             }
         }
     }

@@ -159,7 +159,21 @@ macro_rules! simd_kernel_a_rows {
                 let rows_a: [*const $t; $mr] = std::array::from_fn(|i| unsafe { *a_rows.add(i) });
             },
             |p, i| *rows_a[i].add(p),
-            |p, kc| b.add(p * $lanes * $nv), {},
+            |p, kc| b.add(p * $lanes * $nv),
+            {
+                // Twelve rows stream in at once, more than the hardware
+                // prefetchers follow: once per cache line of steps, fetch
+                // every row's line AHEAD steps on.
+                const AHEAD: usize = 64;
+                const LINE: usize = 64 / std::mem::size_of::<$t>();
+                if p % LINE == 0 {
+                    for row in rows_a.iter() {
+                        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                            row.wrapping_add(p + AHEAD) as *const i8,
+                        );
+                    }
+                }
+            },
             $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
     };
