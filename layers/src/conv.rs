@@ -465,32 +465,39 @@ impl<T: Element> DxRoute<T> {
         // harmless for finite weights, but 0·∞ = NaN. So only with finite
         // weights; others take the column route, which has exactly the
         // reference's terms.
-        let finite = w.iter().fold(true, |ok, v| ok & v.is_finite());
-        let Some(geom) = flipped_geometry(&plan.geom).filter(|_| finite) else {
+        let filters = w.as_slice().expect("standard layout");
+        let Some(geom) = flipped_geometry(&plan.geom).filter(|_| all_finite(filters)) else {
             return DxRoute::Col2im;
         };
         let (cg, fg, taps) = (plan.cg(), plan.fg(), plan.geom.kernel_len());
-        let filters = w.as_slice().expect("standard layout");
         let mut flipped = Array2::zeros((plan.c, fg * taps));
-        // FLIP_CHANNELS rows at a time, filter by filter: the reads are
-        // each filter's consecutive channels, the writes advance along the
-        // block's rows.
-        const FLIP_CHANNELS: usize = 16;
+        // In tiles of FLIP_BLOCK channels × FLIP_BLOCK filters: both the
+        // reads (filters' consecutive channels) and the writes (channels'
+        // consecutive filters) stay within a few pages per tile.
+        const FLIP_BLOCK: usize = 32;
         let width = fg * taps;
         let rows = flipped.as_slice_mut().expect("fresh array");
-        for (block, rows) in rows.chunks_mut(FLIP_CHANNELS * width.max(1)).enumerate() {
-            for f in 0..fg {
+        for (block, rows) in rows.chunks_mut(FLIP_BLOCK * width.max(1)).enumerate() {
+            for f0 in (0..fg).step_by(FLIP_BLOCK) {
                 for (i, row) in rows.chunks_exact_mut(width).enumerate() {
-                    let c = block * FLIP_CHANNELS + i;
-                    // Rotating a KH×KW block by 180° reverses its row-major order.
-                    let src = &filters[((c / cg * fg + f) * cg + c % cg) * taps..][..taps];
-                    let dst = &mut row[f * taps..][..taps];
-                    dst.iter_mut().zip(src.iter().rev()).for_each(|(d, &v)| *d = v);
+                    let c = block * FLIP_BLOCK + i;
+                    for f in f0..(f0 + FLIP_BLOCK).min(fg) {
+                        // Rotating a KH×KW block by 180° reverses its row-major order.
+                        let src = &filters[((c / cg * fg + f) * cg + c % cg) * taps..][..taps];
+                        let dst = &mut row[f * taps..][..taps];
+                        dst.iter_mut().zip(src.iter().rev()).for_each(|(d, &v)| *d = v);
+                    }
                 }
             }
         }
         DxRoute::Flipped { w: flipped, geom }
     }
+}
+
+/// Whether every value is finite (no early exit: the compiler vectorises
+/// it).
+fn all_finite<T: Element>(values: &[T]) -> bool {
+    values.iter().fold(true, |ok, v| ok & v.is_finite())
 }
 
 /// The geometry of the flipped-filter convolution that maps dout back onto

@@ -6,17 +6,20 @@
 //! (taps) are the rows of the micro-kernel's tile, the rows of A (filters)
 //! its columns, and the sum runs over output pixels. On the wide grid of
 //! [`super::direct`] (row length = the padded width, or a phase plane's
-//! width for stride s > 1; several images stacked into one tall image) every
-//! tap's row is one contiguous run of the padded image, so a micro-kernel
-//! that broadcasts its A values one at a time
-//! ([`super::kernel::ARowsKernelFn`]) reads them where they lie. Only A is
-//! packed: per band of output rows, its columns widened to the wide grid
-//! with zeros in the columns and rows that are not output pixels — a
-//! fraction (1 / taps) of what packing the column matrix would write.
+//! width for stride s > 1) every tap's row is one contiguous run of the
+//! padded image, so a micro-kernel that broadcasts its A values one at a
+//! time ([`super::kernel::ARowsKernelFn`]) reads them where they lie. Only A
+//! is packed: per band of output rows, its columns widened to the wide grid
+//! with zeros in the columns that are not output pixels — a fraction
+//! (1 / taps) of what packing the column matrix would write. Each image
+//! goes by itself (its last row's extra columns are not computed), so the
+//! extra work is the extra columns of OH − 1 rows; with more than
+//! [`WIDE_OVERHEAD_MAX`] of it (small images) the packed route is taken.
 //!
 //! Those zeros multiply image values the definition of C does not pair with
-//! that tap: harmless for finite images, but 0·∞ = NaN, so the route is
-//! taken only when every image value is finite.
+//! that tap: harmless for finite images, but 0·∞ = NaN. The bands are
+//! checked as they are built (images read in place, before), and on a
+//! value that is not finite the route gives way to the packed one.
 //!
 //! Work goes in bands of output rows, the bands in a fixed number of
 //! groups (from the shape only) whose partial sums are added in group order
@@ -50,24 +53,22 @@ const WIDE_OVERHEAD_MAX: f64 = 1.2;
 
 /// Whether the in-place route applies: C only written (beta = 0) and a
 /// wide grid with at most [`WIDE_OVERHEAD_MAX`] extra work. (Small images
-/// pay up to 65 % extra on their wide grid: there the packed route wins.)
-pub(crate) fn applies<T: Element>(beta: T, count: usize, geom: &Window2d) -> bool {
-    let ([h, w], [ph, pw], [sh, sw]) = (geom.input(), geom.pad(), geom.stride());
+/// pay up to a third extra for their wide rows: there the packed route
+/// wins.)
+pub(crate) fn applies<T: Element>(beta: T, geom: &Window2d) -> bool {
+    let wide = (geom.input()[1] + 2 * geom.pad()[1]).div_ceil(geom.stride()[1]);
     let [oh, ow] = geom.output();
-    let (wide, period) = ((w + 2 * pw).div_ceil(sw), (h + 2 * ph).div_ceil(sh));
-    let rows = if count > 1 { period } else { oh };
-    beta == T::ZERO && (wide * rows) as f64 <= WIDE_OVERHEAD_MAX * (ow * oh) as f64
+    beta == T::ZERO && ((oh - 1) * wide + ow) as f64 <= WIDE_OVERHEAD_MAX * (oh * ow) as f64
 }
 
 fn all_finite<T: Element>(values: &[T]) -> bool {
     values.iter().fold(true, |ok, v| ok & v.is_finite())
 }
 
-/// One band: image `image` (or the tall image of all of them when None)
-/// and its output rows `rows`.
+/// One band: output rows `rows` of image `image`.
 #[derive(Clone)]
 struct Band {
-    image: Option<usize>,
+    image: usize,
     rows: Range<usize>,
 }
 
@@ -90,58 +91,36 @@ pub(crate) fn im2col_transposed_product<T: Element>(
     let taps_per_channel = geom.kernel_len();
     let taps = channels * taps_per_channel;
     let plane = geom.input_len();
-    // A channel range's source: the tall image of every image, or image n
-    // read in place (stride 1 and no padding: nothing to build).
+    // Image n's channel range: bands built (padding, phase planes) or, with
+    // stride 1 and no padding, read in place.
     let in_place = geom.pad() == [0, 0] && geom.stride() == [1, 1];
-    let source = |image: Option<usize>, range: &Range<usize>, band_rows: usize| {
-        let first = range.start * plane;
-        let mut s = match image {
-            Some(n) => Source::new(
-                (&images[n * image_stride + first..], 1, image_stride),
-                range.len(),
-                geom,
-            ),
-            None => Source::new((&images[first..], count, image_stride), range.len(), geom),
-        };
+    let source = |n: usize, range: &Range<usize>, band_rows: usize| {
+        let first = n * image_stride + range.start * plane;
+        let mut s = Source::new((&images[first..], 1, image_stride), range.len(), geom);
         s.band_rows = band_rows;
         s
     };
-    let whole = 0..channels;
-    let probe = source(if in_place { Some(0) } else { None }, &whole, 1);
-    let wide = probe.wide;
-    // Whether the wide grid has points that are not output pixels (extra
-    // columns, or rows between stacked images): their zeros of A meet image
-    // values, which must then be finite. Built bands are checked as they
-    // are built; an image read in place is checked here.
+    let wide = source(0, &(0..channels), 1).wide;
+    // Where the wide grid is wider than the output, its extra columns' zeros
+    // of A meet image values, which must then be finite. Built bands are
+    // checked as they are built; images read in place are checked here.
     let [oh, ow] = geom.output();
-    let extra = wide != ow || (!in_place && count > 1 && probe.period != oh);
+    let extra = wide != ow;
     if extra && in_place && !(0..count).all(|n| all_finite(&images[n * image_stride..][..channels * plane])) {
         return false;
     }
-    let band_rows = BAND_PIXELS.div_ceil(wide).max(1);
-    let bands: Vec<Band> = if in_place {
-        let oh = geom.output()[0];
-        (0..count)
-            .flat_map(|n| {
-                (0..oh).step_by(band_rows).map(move |r| Band {
-                    image: Some(n),
-                    rows: r..(r + band_rows).min(oh),
-                })
+    let band_rows = BAND_PIXELS.div_ceil(wide).clamp(1, oh);
+    let bands: Vec<Band> = (0..count)
+        .flat_map(|image| {
+            (0..oh).step_by(band_rows).map(move |r| Band {
+                image,
+                rows: r..(r + band_rows).min(oh),
             })
-            .collect()
-    } else {
-        let tall = probe.tall_rows();
-        (0..tall)
-            .step_by(band_rows)
-            .map(|r| Band {
-                image: None,
-                rows: r..(r + band_rows).min(tall),
-            })
-            .collect()
-    };
+        })
+        .collect();
 
-    // Groups of bands (partial sums) and channel ranges (split taps).
-    // Groups of consecutive bands, their sizes differing by one at most.
+    // Groups of consecutive bands (partial sums; their sizes differ by one
+    // at most) and channel ranges (the taps split between tasks).
     let groups = bands.len().min(TASKS).min((PARTIALS_MAX / (taps * m)).max(1));
     let group_bands = |g: usize| &bands[g * bands.len() / groups..(g + 1) * bands.len() / groups];
     let unit = kern.mr / gcd(kern.mr, taps_per_channel);
@@ -239,7 +218,7 @@ fn run_band<T: Element>(
     (first, check): (bool, bool),
 ) -> bool {
     let (mr, nr) = (kern.mr, kern.nr);
-    let [oh, ow] = source.geom.output();
+    let ow = source.geom.output()[1];
     let wide = source.wide;
     let rows = band.rows.clone();
     let q = rows.start * wide..(rows.end - 1) * wide + ow;
@@ -259,19 +238,12 @@ fn run_band<T: Element>(
         // The last panel's unused lanes: computed, never stored.
         packed.fill(T::ZERO);
     }
-    for (local, r) in rows.clone().enumerate() {
-        let (n, y) = match band.image {
-            Some(n) => (n, r),
-            None => (r / source.period, r % source.period),
-        };
+    let n = band.image;
+    for (local, y) in rows.clone().enumerate() {
         let at = local * wide;
         let end = (at + wide).min(width);
         for (jp, panel) in packed.chunks_exact_mut(width * nr).enumerate() {
             let steps = &mut panel[at * nr..end * nr];
-            if y >= oh {
-                steps.fill(T::ZERO);
-                continue;
-            }
             steps[ow * nr..].fill(T::ZERO);
             for (j, f) in (jp * nr..m.min((jp + 1) * nr)).enumerate() {
                 let src = a.slice(ndarray::s![n, f, y * ow..(y + 1) * ow]);

@@ -286,9 +286,5 @@ pub(crate) fn selected<T: Element>() -> MicroKernel<T> {
 
 /// The kernel reading A in place for `T`, of the same instruction set.
 pub(crate) fn selected_a_rows<T: Element>() -> ARowsKernel<T> {
-    let mut k = T::a_rows_kernel(crate::isa::selected());
-    if let Some(kc) = std::env::var("PW_KC").ok().and_then(|v| v.parse().ok()) {
-        k.kc = kc;
-    }
-    k
+    T::a_rows_kernel(crate::isa::selected())
 }

@@ -573,7 +573,7 @@ fn im2col_transposed_product<T: Element>(
     let image_len = channels * geom.input_len();
     let backend = backend();
     if backend == Backend::Patchwise
-        && direct_transposed::applies(beta, count, geom)
+        && direct_transposed::applies(beta, geom)
         && direct_transposed::im2col_transposed_product(
             &kernel::selected_a_rows::<T>(),
             alpha,
