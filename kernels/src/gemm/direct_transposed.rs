@@ -218,7 +218,7 @@ fn run_band<T: Element>(
     (first, check): (bool, bool),
 ) -> bool {
     let (mr, nr) = (kern.mr, kern.nr);
-    let ow = source.geom.output()[1];
+    let [oh, ow] = source.geom.output();
     let wide = source.wide;
     let rows = band.rows.clone();
     let q = rows.start * wide..(rows.end - 1) * wide + ow;
@@ -238,19 +238,26 @@ fn run_band<T: Element>(
         // The last panel's unused lanes: computed, never stored.
         packed.fill(T::ZERO);
     }
-    let n = band.image;
+    let image = a.index_axis(Axis(0), band.image);
+    let contiguous = image.as_slice();
     for (local, y) in rows.clone().enumerate() {
         let at = local * wide;
         let end = (at + wide).min(width);
         for (jp, panel) in packed.chunks_exact_mut(width * nr).enumerate() {
             let steps = &mut panel[at * nr..end * nr];
-            steps[ow * nr..].fill(T::ZERO);
+            let (pixels, extra) = steps.split_at_mut(ow * nr);
+            extra.fill(T::ZERO);
             for (j, f) in (jp * nr..m.min((jp + 1) * nr)).enumerate() {
-                let src = a.slice(ndarray::s![n, f, y * ow..(y + 1) * ow]);
-                let dst = steps[j..].iter_mut().step_by(nr);
-                match src.as_slice() {
-                    Some(src) => dst.zip(src).for_each(|(d, &v)| *d = v),
-                    None => dst.zip(src.iter()).for_each(|(d, &v)| *d = v),
+                let dst = pixels.chunks_exact_mut(nr);
+                match contiguous {
+                    Some(values) => {
+                        let src = &values[f * oh * ow + y * ow..][..ow];
+                        dst.zip(src).for_each(|(d, &v)| d[j] = v);
+                    }
+                    None => {
+                        let src = image.slice(ndarray::s![f, y * ow..(y + 1) * ow]);
+                        dst.zip(src.iter()).for_each(|(d, &v)| d[j] = v);
+                    }
                 }
             }
         }
