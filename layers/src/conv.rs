@@ -400,7 +400,7 @@ pub fn forward<'a, T: Element>(
     check::shape("b", b.shape(), &[plan.f])?;
     let (x, w) = (standard_layout(x), standard_layout(w));
     let [oh, ow] = plan.geom.output();
-    let mut out = Array4::zeros((plan.n, plan.f, oh, ow));
+    let mut out = crate::output::zeros((plan.n, plan.f, oh, ow));
     let out_len = plan.f * plan.p();
     if plan.n > 0 && out_len > 0 {
         let bias = b.to_vec();
@@ -578,7 +578,7 @@ pub fn backward<T: Element>(dout: ArrayView4<'_, T>, cache: &ConvCache<'_, T>) -
         .into_shape_with_order((plan.f, plan.cg(), kh, kw))
         .expect("F·K elements");
 
-    let mut dx = Array4::zeros(cache.x.raw_dim());
+    let mut dx = crate::output::zeros(cache.x.raw_dim());
     if plan.n > 0 && out_len > 0 && plan.image_len() > 0 {
         let route = DxRoute::new(&plan, &cache.w);
         let dxs = dx.as_slice_mut().expect("fresh array");

@@ -52,6 +52,7 @@ pub mod dropout;
 pub mod layernorm;
 pub mod loss;
 pub mod optim;
+mod output;
 pub mod pool;
 pub mod spatial;
 mod stats;

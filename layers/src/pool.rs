@@ -141,7 +141,7 @@ fn setup<T: Element>(x: &ArrayView4<'_, T>, params: &PoolParams) -> Result<(Wind
     let planes = checked_product("N·C planes", &[n, c])?;
     checked_product("output elements", &[planes, geom.output_len()])?;
     let [oh, ow] = geom.output();
-    Ok((geom, planes, Array4::zeros((n, c, oh, ow))))
+    Ok((geom, planes, crate::output::zeros((n, c, oh, ow))))
 }
 
 /// Max-pooling forward pass.
@@ -183,7 +183,7 @@ fn output_shape(input: [usize; 4], geom: &Window2d) -> [usize; 4] {
 /// [`crate::Error::Shape`] if dout is not the forward output's shape.
 pub fn max_backward<T: Element>(dout: ArrayView4<'_, T>, cache: &MaxPoolCache) -> Result<Array4<T>> {
     check::shape("dout", dout.shape(), &output_shape(cache.input, &cache.geom))?;
-    let mut dx = Array4::zeros(cache.input);
+    let mut dx = crate::output::zeros(cache.input);
     let dout = dout.as_standard_layout();
     let planes = cache.input[0] * cache.input[1];
     cache.argmax.backward(
@@ -229,7 +229,7 @@ pub fn avg_forward<T: Element>(
 /// [`crate::Error::Shape`] if dout is not the forward output's shape.
 pub fn avg_backward<T: Element>(dout: ArrayView4<'_, T>, cache: &AvgPoolCache) -> Result<Array4<T>> {
     check::shape("dout", dout.shape(), &output_shape(cache.input, &cache.geom))?;
-    let mut dx = Array4::zeros(cache.input);
+    let mut dx = crate::output::zeros(cache.input);
     let dout = dout.as_standard_layout();
     avg_pool2d_backward(
         dout.as_slice().expect("standard layout"),

@@ -252,7 +252,10 @@ pub fn max_pool2d_backward<T: Element, I: ArgIndex>(
     }
     let non_overlapping = is_2x2_stride2(geom);
     if non_overlapping {
-        if let Some(bad) = argmax.iter().find(|a| a.tap() >= 4) {
+        // A branch-free scan the compiler vectorises; the search only when
+        // it fails.
+        if argmax.iter().fold(false, |bad, a| bad | (a.tap() >= 4)) {
+            let bad = argmax.iter().find(|a| a.tap() >= 4).expect("found by the scan");
             return Err(bad_tap(geom, bad));
         }
     }
