@@ -163,65 +163,70 @@ pub fn avg_pool2d_backward<T: Element>(
     for_each_plane(
         (dout, out_len),
         (dx, &mut no_aux, in_len),
-        || Scratch::new(geom, &spans),
-        |scratch, dout, dx, _| avg_plane_backward(dout, geom, &spans, count_include_pad, scratch, dx),
+        || (vec![T::ZERO; spans.cols.len()], vec![T::ZERO; geom.input()[1]]),
+        |spread, dout, dx, _| avg_plane_backward(dout, geom, &spans, count_include_pad, spread, dx),
     );
     Ok(())
 }
 
 multiversion! {
-/// Average-pooling backward of one plane. Every pixel receives its windows'
-/// shares in window order (output rows, then columns): border windows
-/// scatter one by one; the full windows of an output row add tap by tap in
-/// descending tap column, which for any one pixel is ascending window order.
+/// Average-pooling backward of one plane, separably: per output row, its
+/// windows' shares spread over their columns (a column's windows added in
+/// column order) into `spread`, then that row copied into the window rows
+/// of dx that no earlier output row reached and added to the others. Every
+/// pixel is written once or more, no zero fill first (rows no window
+/// covers are zeroed); a pixel's sum is its windows' shares grouped by
+/// output row, the rows in order.
 fn avg_plane_backward<T: Element>(
     dout: &[T],
     geom: &Window2d,
     spans: &Spans,
     include: bool,
-    scratch: &mut Scratch<T>,
+    scratch: &mut (Vec<T>, Vec<T>),
     dx: &mut [T],
 ) {
-    let (width, kw) = (geom.input()[1], geom.kernel()[1]);
+    let (shares, spread) = scratch;
+    let (width, kw, stride) = (geom.input()[1], geom.kernel()[1], geom.stride()[1]);
     let ow = spans.cols.len();
-    let full = spans.full.clone();
-    let (left, right) = spans.border();
-    let Scratch {
-        band,
-        values: full_shares,
-        row: shares,
-        ..
-    } = scratch;
-    // The full windows' shares in whole blocks, padded with −0: adding −0
-    // leaves every value unchanged (even −0), so the slack changes nothing.
-    full_shares[full.len()..].fill(-T::ZERO);
-    dx.fill(T::ZERO);
+    // Rows of dx written so far.
+    let mut written = 0;
     for (&(y0, ny), dout_row) in spans.rows.iter().zip(dout.chunks_exact(ow)) {
+        // The divisions first, in a loop of their own (vectorised).
         for ((share, &d), &(_, nx)) in shares.iter_mut().zip(dout_row).zip(&spans.cols) {
             *share = d / divisor(geom, ny * nx, include);
         }
-        full_shares[..full.len()].copy_from_slice(&shares[full.clone()]);
-        let scatter = |dx: &mut [T], xo: usize| {
+        // Border windows one by one; the full ones tap column by tap
+        // column, descending, which for any one pixel is ascending window
+        // order (and no add waits for the one before).
+        spread.fill(T::ZERO);
+        let scatter = |spread: &mut [T], xo: usize| {
             let (x0, nx) = spans.cols[xo];
-            for yy in y0..y0 + ny {
-                for v in &mut dx[yy * width + x0..][..nx] {
-                    *v += shares[xo];
-                }
-            }
+            spread[x0..x0 + nx].iter_mut().for_each(|v| *v += shares[xo]);
         };
-        left.clone().for_each(|xo| scatter(dx, xo));
+        let (left, right) = spans.border();
+        left.for_each(|xo| scatter(spread, xo));
+        let full = spans.full.clone();
         if !full.is_empty() {
-            band.load(dx, y0, ny);
             let x0 = spans.cols[full.start].0;
-            for i in 0..ny {
-                for j in (0..kw).rev() {
-                    add_blocks(band.taps_mut(i, x0 + j, full_shares.len()), full_shares);
-                }
+            for j in (0..kw).rev() {
+                let columns = spread[x0 + j..].iter_mut().step_by(stride);
+                columns.zip(&shares[full.clone()]).for_each(|(v, &s)| *v += s);
             }
-            band.store(dx, y0, ny);
         }
-        right.clone().for_each(|xo| scatter(dx, xo));
+        right.for_each(|xo| scatter(spread, xo));
+        if y0 > written {
+            dx[written * width..y0 * width].fill(T::ZERO);
+        }
+        for (y, row) in dx[y0 * width..(y0 + ny) * width].chunks_exact_mut(width).enumerate() {
+            if y0 + y < written {
+                row.iter_mut().zip(spread.iter()).for_each(|(v, &s)| *v += s);
+            } else {
+                row.copy_from_slice(spread);
+            }
+        }
+        written = written.max(y0 + ny);
     }
+    dx[written * width..].fill(T::ZERO);
 }
 }
 

@@ -116,8 +116,6 @@ struct Scratch<T> {
     values: Vec<T>,
     /// One tap per full window of a row, in whole blocks.
     taps: Vec<u32>,
-    /// One value per output of a row.
-    row: Vec<T>,
 }
 
 impl<T: Element> Scratch<T> {
@@ -127,7 +125,6 @@ impl<T: Element> Scratch<T> {
             band: PhaseBand::new(geom.input()[1], geom.stride()[1], geom.kernel()[0]),
             values: vec![T::ZERO; n],
             taps: vec![0; n],
-            row: vec![T::ZERO; spans.cols.len()],
         }
     }
 }

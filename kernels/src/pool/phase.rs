@@ -12,8 +12,9 @@
 //! of f32), so the compiler vectorises them without a scalar tail: pooled
 //! rows are short (56 outputs at ResNet's first pooling), and a scalar tail
 //! would cost as much as the vector body. Each phase therefore carries
-//! `BLOCK` elements of slack after its pixels, which taps may read (and, in
-//! the backward pass, add the identity −0 to) but never hold data.
+//! `BLOCK` elements of slack after its pixels, which taps may read but never
+//! hold data. (The forward passes use it; the average backward pass spreads
+//! each output row's shares over one row buffer instead.)
 
 use crate::Element;
 
@@ -77,46 +78,12 @@ impl<T: Element> PhaseBand<T> {
         }
     }
 
-    /// Writes the band back into rows `y0..y0 + rows` of `plane` (the
-    /// inverse of [`load`](Self::load)).
-    #[inline(always)]
-    pub(super) fn store(&self, plane: &mut [T], y0: usize, rows: usize) {
-        let (s, len, pitch) = (self.stride, self.len, self.pitch);
-        let lines = plane[y0 * self.width..][..rows * self.width].chunks_exact_mut(self.width);
-        for (row, phases) in lines.zip(self.data.chunks_exact(s * pitch)) {
-            if s == 2 {
-                let (even, odd) = phases.split_at(pitch);
-                let mut pairs = row.chunks_exact_mut(2);
-                for ((&e, &o), pair) in even.iter().zip(odd).zip(&mut pairs) {
-                    pair[0] = e;
-                    pair[1] = o;
-                }
-                if let [last] = pairs.into_remainder() {
-                    *last = even[len - 1];
-                }
-            } else {
-                for (k, pixels) in row.chunks_mut(s).enumerate() {
-                    for (p, v) in pixels.iter_mut().enumerate() {
-                        *v = phases[p * pitch + k];
-                    }
-                }
-            }
-        }
-    }
-
     /// The `n` pixels of band row `i` at columns `c, c + s, …, c + (n−1)s`;
     /// `n` may run up to `BLOCK − 1` past the row's end, into the slack.
     #[inline(always)]
     pub(super) fn taps(&self, i: usize, c: usize, n: usize) -> &[T] {
         let (s, pitch) = (self.stride, self.pitch);
         &self.data[(i * s + c % s) * pitch..][..pitch][c / s..][..n]
-    }
-
-    /// Mutable [`taps`](Self::taps).
-    #[inline(always)]
-    pub(super) fn taps_mut(&mut self, i: usize, c: usize, n: usize) -> &mut [T] {
-        let (s, pitch) = (self.stride, self.pitch);
-        &mut self.data[(i * s + c % s) * pitch..][..pitch][c / s..][..n]
     }
 }
 
@@ -125,7 +92,7 @@ mod tests {
     use super::{padded, PhaseBand};
 
     #[test]
-    fn load_taps_store_round_trip() {
+    fn load_then_taps() {
         let plane: Vec<f64> = (0..35).map(f64::from).collect(); // 5 rows of 7
         for stride in 1..=4 {
             let mut band = PhaseBand::new(7, stride, 3);
@@ -134,12 +101,6 @@ mod tests {
             let n = (7 - 1 - 1) / stride + 1;
             let expected: Vec<f64> = (0..n).map(|k| (14 + 1 + k * stride) as f64).collect();
             assert_eq!(&band.taps(1, 1, padded(n))[..n], expected, "stride {stride}");
-            band.taps_mut(0, 0, 1)[0] = -1.0;
-            let mut back = plane.clone();
-            band.store(&mut back, 1, 3);
-            let mut expected = plane.clone();
-            expected[7] = -1.0;
-            assert_eq!(back, expected, "stride {stride}");
         }
     }
 }
