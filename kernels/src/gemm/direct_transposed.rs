@@ -48,6 +48,9 @@ const PARTIALS_MAX: usize = 1 << 22;
 const RANGE_MIN_TAPS: usize = 256;
 /// Taps per block of the final sum of the groups' partials.
 const SUM_TAPS: usize = 64;
+/// Fewest wide pixels per group: a group's partial sums (taps × M values
+/// written, then read by the final sum) must be small next to its products.
+const GROUP_PIXELS_MIN: usize = 2048;
 /// Most work on the wide grid per output pixel's (see [`applies`]).
 const WIDE_OVERHEAD_MAX: f64 = 1.2;
 
@@ -121,7 +124,12 @@ pub(crate) fn im2col_transposed_product<T: Element>(
 
     // Groups of consecutive bands (partial sums; their sizes differ by one
     // at most) and channel ranges (the taps split between tasks).
-    let groups = bands.len().min(TASKS).min((PARTIALS_MAX / (taps * m)).max(1));
+    let pixels = count * ((oh - 1) * wide + ow);
+    let groups = bands
+        .len()
+        .min(TASKS)
+        .min((PARTIALS_MAX / (taps * m)).max(1))
+        .min((pixels / GROUP_PIXELS_MIN).max(1));
     let group_bands = |g: usize| &bands[g * bands.len() / groups..(g + 1) * bands.len() / groups];
     let unit = kern.mr / gcd(kern.mr, taps_per_channel);
     let range_channels = (RANGE_MIN_TAPS.div_ceil(taps_per_channel).div_ceil(unit) * unit)
