@@ -21,9 +21,10 @@
 //! dx[n]  = col2im(W_gᵀ · dout_g[n])
 //! ```
 //!
-//! dW is one implicit GEMM per chunk of images (the chunk's images stacked
-//! along the product's inner dimension, about 1024 output pixels per chunk,
-//! a count fixed by the shape), chunks summed in order. For stride 1, dx is
+//! dW is one implicit GEMM per group over the whole batch
+//! ([`patchwise_kernels::gemm_im2col_transposed`]: the taps' rows read in
+//! place from bands of the padded image, only dout packed, partial sums of
+//! groups of bands added in a fixed order). For stride 1, dx is
 //! computed as the convolution of dout with the flipped filters (channels
 //! and filters swapped, padding `dilation·(K − 1) − pad`), again an
 //! implicit GEMM; other strides (and non-finite weights, whose 0·∞ terms
@@ -37,10 +38,11 @@
 //! layers (`conv_memory` in `patchwise-benches` measures it).
 //!
 //! **Threads.** The parallel level is decided once per call: with at least
-//! as many images (or dW chunks) as threads, one task per image (chunk)
-//! with single-threaded GEMMs; otherwise one after another with parallel
-//! GEMMs. Both give bit-identical results, so every thread count gives the
-//! same bits.
+//! as many images (or chunks of images) as threads, one task per image
+//! (chunk) with single-threaded GEMMs; otherwise one after another with
+//! parallel GEMMs (dW's product is parallel inside, over groups of bands
+//! and channel ranges fixed by the shape). Both give bit-identical results,
+//! so every thread count gives the same bits.
 //!
 //! ```
 //! use ndarray::{array, Array4};

@@ -10,7 +10,10 @@
 //!
 //! The implicit-GEMM convolutions ([`gemm_im2col`], [`gemm_im2col_stacked`])
 //! with at most 128 rows of A and beta = 0 skip packing B altogether: the
-//! micro-kernel reads the im2col matrix's rows in place ([`direct`]).
+//! micro-kernel reads the im2col matrix's rows in place ([`direct`]); so
+//! does the transposed product of a weight gradient
+//! ([`gemm_im2col_transposed`], [`direct_transposed`]), with a micro-kernel
+//! that broadcasts its A values from MR row pointers.
 //!
 //! The packed panels live in per-thread buffers that grow to the largest
 //! product seen and are then reused, so steady-state calls do not allocate.
@@ -491,9 +494,11 @@ fn im2col_stacked_product<T: Element>(
 /// of image n with its pixels flattened — and C is (M, C·KH·KW). Image n
 /// holds the `channels`·H·W values starting at `images[n·image_stride]` (a
 /// stride larger than one image selects a channel group of wider images).
-/// No column matrix is built: with beta = 0 and finite images the taps'
-/// rows are read in place ([`direct_transposed`]), otherwise B panels are
-/// gathered straight from the images. Parallel on the current pool when
+/// No column matrix is built: with beta = 0, finite images and rows not
+/// too narrow (at most 20 % extra work on the padded width) the taps' rows
+/// are read in place by a micro-kernel that broadcasts them from where
+/// they lie (only A is packed); otherwise B panels are gathered straight
+/// from the images. Parallel on the current pool when
 /// large enough; bit-identical for any number of threads.
 ///
 /// # Errors
