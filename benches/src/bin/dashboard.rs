@@ -3,8 +3,14 @@
 //! `results.json`, `results.md` and a self-contained `index.html`.
 //!
 //! ```text
-//! cargo run --release -p patchwise-benches --bin dashboard -- [--quick] [--threads N] [--filter SUBSTRING] [--out DIR]
+//! cargo run --release -p patchwise-benches --bin dashboard -- [--quick] [--threads N] [--rounds R] [--filter SUBSTRING] [--out DIR]
 //! ```
+//!
+//! `--rounds R` times every fast runner (and the matrixmultiply baseline) in
+//! R rounds over the whole suite and reports the median of the rounds'
+//! medians: on a shared machine whose speed drifts for tens of seconds at a
+//! time, one slow phase then moves a row by one round, not by all of it.
+//! The naive runners are timed once.
 
 use patchwise_benches::machine::Machine;
 use patchwise_benches::report::{self, Measurement};
@@ -16,16 +22,18 @@ use std::time::{Duration, Instant};
 struct Options {
     quick: bool,
     threads: Option<usize>,
+    rounds: usize,
     filter: Option<String>,
     out: PathBuf,
 }
 
-const USAGE: &str = "usage: dashboard [--quick] [--threads N] [--filter SUBSTRING] [--out DIR]";
+const USAGE: &str = "usage: dashboard [--quick] [--threads N] [--rounds R] [--filter SUBSTRING] [--out DIR]";
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut o = Options {
         quick: false,
         threads: None,
+        rounds: 1,
         filter: None,
         out: PathBuf::from("target/dashboard"),
     };
@@ -42,6 +50,13 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
                 match v.parse::<usize>() {
                     Ok(n) if n > 0 => o.threads = Some(n),
                     _ => return Err(format!("--threads: expected a positive integer, got {v:?}")),
+                }
+            }
+            "--rounds" => {
+                let v = value("--rounds")?;
+                match v.parse::<usize>() {
+                    Ok(n) if n > 0 => o.rounds = n,
+                    _ => return Err(format!("--rounds: expected a positive integer, got {v:?}")),
                 }
             }
             "--filter" => o.filter = Some(value("--filter")?),
@@ -87,13 +102,35 @@ fn run(o: &Options) -> std::io::Result<()> {
                 .is_none_or(|f| format!("{} {}", s.op(), s.shape()).contains(f.as_str()))
         })
         .collect();
+    let mut benches: Vec<_> = specs.iter().map(|spec| spec.build()).collect();
+    // Per bench and runner, one median per round it was timed in.
+    let mut samples: Vec<Vec<Vec<f64>>> = benches
+        .iter()
+        .map(|b| vec![Vec::new(); b.runners.len()])
+        .collect();
+    for round in 0..o.rounds {
+        for (i, bench) in benches.iter_mut().enumerate() {
+            let mut line = format!("[{}/{}] {} {}:", i + 1, specs.len(), bench.op, bench.shape);
+            if o.rounds > 1 {
+                line = format!("round {}/{} {line}", round + 1, o.rounds);
+            }
+            for (r, runner) in bench.runners.iter_mut().enumerate() {
+                if round > 0 && runner.imp == "naive" {
+                    continue;
+                }
+                let ms = time(runner);
+                line.push_str(&format!(" {} {ms:.3} ms", runner.imp));
+                samples[i][r].push(ms);
+            }
+            eprintln!("{line}");
+        }
+    }
     let mut results = Vec::new();
-    for (i, spec) in specs.iter().enumerate() {
-        let mut bench = spec.build();
-        let mut line = format!("[{}/{}] {} {}:", i + 1, specs.len(), bench.op, bench.shape);
-        for runner in &mut bench.runners {
-            let ms = time(runner);
-            line.push_str(&format!(" {} {ms:.3} ms", runner.imp));
+    for (bench, samples) in benches.iter().zip(&samples) {
+        for (runner, ms) in bench.runners.iter().zip(samples) {
+            let mut ms = ms.clone();
+            ms.sort_by(f64::total_cmp);
+            let ms = ms[ms.len() / 2];
             results.push(Measurement {
                 op: bench.op.to_string(),
                 shape: bench.shape.clone(),
@@ -104,7 +141,6 @@ fn run(o: &Options) -> std::io::Result<()> {
                 note: runner.note.clone(),
             });
         }
-        eprintln!("{line}");
     }
     println!("{}\n", report::machine_line(&machine));
     print!("{}", report::text_table(&results, &machine));
