@@ -36,7 +36,8 @@ pub fn avg_pool2d_forward<T: Element>(
     let mut no_aux = vec![(); out.len()];
     if is_2x2_stride2(geom) {
         // Every window full: a straight pass over row pairs (vectorisable),
-        // summing in the same order as the general path.
+        // summing in the same order as the general path (column sums, then
+        // the columns from zero).
         let ow = geom.output()[1];
         for_each_plane(
             (x, in_len),
@@ -64,16 +65,17 @@ fn avg_plane_2x2_stride2<T: Element>(x: &[T], width: usize, ow: usize, out: &mut
         let top = x[2 * y * width..][..2 * ow].chunks_exact(2);
         let bottom = x[(2 * y + 1) * width..][..2 * ow].chunks_exact(2);
         for (o, (t, b)) in out_row.iter_mut().zip(top.zip(bottom)) {
-            *o = (T::ZERO + t[0] + t[1] + b[0] + b[1]) / quarter;
+            *o = (T::ZERO + (t[0] + b[0]) + (t[1] + b[1])) / quarter;
         }
     }
 }
 }
 
 multiversion! {
-/// Average pooling of one plane: border windows one by one, the full windows
-/// of each output row tap by tap over the row, summing every window in
-/// row-major order from zero.
+/// Average pooling of one plane, separably: per output row, the column sums
+/// of its window rows (one contiguous pass per row), then each window's
+/// columns added — border windows one by one, the full windows tap column
+/// by tap column over the phase-split row of column sums.
 fn avg_plane<T: Element>(
     x: &[T],
     geom: &Window2d,
@@ -86,29 +88,26 @@ fn avg_plane<T: Element>(
     let ow = spans.cols.len();
     let full = spans.full.clone();
     let (left, right) = spans.border();
-    let Scratch { band, values: sums, .. } = scratch;
+    let Scratch { band, values: sums, column, .. } = scratch;
     let n = sums.len();
     for (&(y0, ny), out_row) in spans.rows.iter().zip(out.chunks_exact_mut(ow)) {
+        column.copy_from_slice(&x[y0 * width..][..width]);
+        for yy in y0 + 1..y0 + ny {
+            column.iter_mut().zip(&x[yy * width..][..width]).for_each(|(c, &v)| *c += v);
+        }
         for xo in left.clone().chain(right.clone()) {
             let (x0, nx) = spans.cols[xo];
-            let mut sum = T::ZERO;
-            for yy in y0..y0 + ny {
-                for &v in &x[yy * width + x0..][..nx] {
-                    sum += v;
-                }
-            }
+            let sum = column[x0..x0 + nx].iter().fold(T::ZERO, |acc, &v| acc + v);
             out_row[xo] = sum / divisor(geom, ny * nx, include);
         }
         if full.is_empty() {
             continue;
         }
-        band.load(x, y0, ny);
+        band.load(column, 0, 1);
         sums.fill(T::ZERO);
         let x0 = spans.cols[full.start].0;
-        for i in 0..ny {
-            for j in 0..kw {
-                add_blocks(sums, band.taps(i, x0 + j, n));
-            }
+        for j in 0..kw {
+            add_blocks(sums, band.taps(0, x0 + j, n));
         }
         let d = divisor::<T>(geom, ny * kw, include);
         for (o, &s) in out_row[full.clone()].iter_mut().zip(sums.iter()) {

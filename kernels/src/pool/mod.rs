@@ -15,11 +15,15 @@
 //! image (all but a border of at most ⌈pad / stride⌉ columns) are computed
 //! tap by tap over whole output rows, reading the input split by column
 //! phase ([`phase`]), so every pass is contiguous and vectorised; the border
-//! windows take a per-window loop. The ubiquitous 2×2 / stride-2 / unpadded
-//! windows have dedicated single-pass kernels, forward and backward. Every
-//! path visits a window's pixels in the same row-major order, so all give
-//! the same bits. The per-plane passes are compiled once per instruction
-//! set and run in the copy [`crate::selected_isa`] picks.
+//! windows take a per-window loop. Average pooling is separable: forward,
+//! per output row the column sums of its window rows, then each window's
+//! columns (from zero, left to right); backward, per output row its shares
+//! spread over one row, then added into the window rows. The ubiquitous
+//! 2×2 / stride-2 / unpadded windows have dedicated single-pass kernels,
+//! forward and backward. Every path of an operation sums a window's pixels
+//! in the same order (max: row-major; average: as above), so all give the
+//! same bits. The per-plane passes are compiled once per instruction set
+//! and run in the copy [`crate::selected_isa`] picks.
 
 mod avg;
 mod max;
@@ -116,6 +120,8 @@ struct Scratch<T> {
     values: Vec<T>,
     /// One tap per full window of a row, in whole blocks.
     taps: Vec<u32>,
+    /// One value per input column (average pooling's column sums).
+    column: Vec<T>,
 }
 
 impl<T: Element> Scratch<T> {
@@ -125,6 +131,7 @@ impl<T: Element> Scratch<T> {
             band: PhaseBand::new(geom.input()[1], geom.stride()[1], geom.kernel()[0]),
             values: vec![T::ZERO; n],
             taps: vec![0; n],
+            column: vec![T::ZERO; geom.input()[1]],
         }
     }
 }
