@@ -51,7 +51,7 @@ const SUM_TAPS: usize = 64;
 /// Fewest wide pixels per group: a group's partial sums (taps × M values
 /// written, then read by the final sum) must be small next to its products.
 const GROUP_PIXELS_MIN: usize = 2048;
-/// Most work on the wide grid per output pixel's (see [`applies`]).
+/// Most wide-grid work per output pixel (see [`applies`]).
 const WIDE_OVERHEAD_MAX: f64 = 1.2;
 
 /// Whether the in-place route applies: C only written (beta = 0) and a
