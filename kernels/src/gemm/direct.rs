@@ -65,7 +65,7 @@ pub(super) struct Source<'a, T> {
     /// Wide-grid row length: the width of a phase plane.
     pub(super) wide: usize,
     /// Phase-plane rows (and output rows of the tall grid) per image.
-    pub(super) period: usize,
+    period: usize,
     /// Whether bands are built (padding, stride > 1 or several images);
     /// else the image is read as it is.
     copied: bool,
@@ -95,7 +95,7 @@ impl<'a, T: Element> Source<'a, T> {
 
     /// Rows of the tall output grid: every image's period, but only the
     /// last image's OH.
-    pub(super) fn tall_rows(&self) -> usize {
+    fn tall_rows(&self) -> usize {
         (self.count - 1) * self.period + self.geom.output()[0]
     }
 

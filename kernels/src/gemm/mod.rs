@@ -682,6 +682,27 @@ mod tests {
     use patchwise_reference as reference;
     use proptest::prelude::*;
 
+    /// The reference product and its error bound (the same product on
+    /// absolute values).
+    fn expected_and_bound<T: Element + reference::Real>(
+        alpha: T,
+        a: &Array2<T>,
+        b: &Array2<T>,
+        beta: T,
+        c0: &Array2<T>,
+    ) -> (Array2<T>, Array2<T>) {
+        let abs = |x: &Array2<T>| x.mapv(|v| reference::Real::abs(v));
+        let expected = reference::gemm(alpha, a.view(), b.view(), beta, c0.view());
+        let bound = reference::gemm(
+            reference::Real::abs(alpha),
+            abs(a).view(),
+            abs(b).view(),
+            reference::Real::abs(beta),
+            abs(c0).view(),
+        );
+        (expected, bound)
+    }
+
     fn check<T: Element + reference::Real>(
         isa: Isa,
         (m, k, n): (usize, usize, usize),
@@ -700,15 +721,7 @@ mod tests {
         };
         let (a, b, c0) = (make(m, k, 1, t[0]), make(k, n, 2, t[1]), make(m, n, 3, t[2]));
         let (alpha, beta) = (<T as Element>::from_f64(alpha), <T as Element>::from_f64(beta));
-        let expected = reference::gemm(alpha, a.view(), b.view(), beta, c0.view());
-        let abs = |x: &Array2<T>| x.mapv(|v| reference::Real::abs(v));
-        let bound = reference::gemm(
-            reference::Real::abs(alpha),
-            abs(&a).view(),
-            abs(&b).view(),
-            reference::Real::abs(beta),
-            abs(&c0).view(),
-        );
+        let (expected, bound) = expected_and_bound(alpha, &a, &b, beta, &c0);
         let mut c = c0.clone();
         gemm_blocked(
             &T::kernel(isa),
@@ -766,15 +779,7 @@ mod tests {
         let b = Array2::from_shape_fn((kc, cols), |(p, j)| b_packed[p * kern.nr + j]);
         let c0 = Array2::from_shape_fn((rows, cols), |(i, j)| value(3, i * cols + j));
         let (alpha, beta) = (<T as Element>::from_f64(-0.75), <T as Element>::from_f64(beta));
-        let expected = reference::gemm(alpha, a.view(), b.view(), beta, c0.view());
-        let abs = |x: &Array2<T>| x.mapv(|v| reference::Real::abs(v));
-        let bound = reference::gemm(
-            reference::Real::abs(alpha),
-            abs(&a).view(),
-            abs(&b).view(),
-            reference::Real::abs(beta),
-            abs(&c0).view(),
-        );
+        let (expected, bound) = expected_and_bound(alpha, &a, &b, beta, &c0);
         let (rsc, csc) = if unit_columns {
             (cols + 2, 1)
         } else {
