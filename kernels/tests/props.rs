@@ -903,9 +903,10 @@ fn implicit_gemm_transposed_errors() {
     assert!(run(&a, &[0.0; 70], 35, &mut c).is_ok());
 }
 
-/// Images side by side in one implicit GEMM: column block n equals, bit
-/// for bit, the single-image implicit GEMM of image n (itself checked
-/// against the explicit product above); serial equals parallel.
+/// Images through one implicit GEMM: C[n] equals, bit for bit, the
+/// single-image implicit GEMM of image n (itself checked against the
+/// explicit product above); serial equals parallel. C is a slice of a
+/// larger array (rows 1..=m of m + 2), as a convolution's group is.
 fn check_implicit_gemm_stacked<T: Real>(
     g: &Geometry,
     m: usize,
@@ -925,9 +926,10 @@ fn check_implicit_gemm_stacked<T: Real>(
     let a = Array2::from_shape_fn((m, k), |(i, j)| {
         <T as Element>::from_f64(raw[(i * 7 + j * 3 + 1) % raw.len()])
     });
-    let c0 = Array2::from_shape_fn((m, count * p), |(i, j)| {
-        <T as Element>::from_f64(raw[(i + 3 * j) % raw.len()])
+    let c0 = Array3::from_shape_fn((count, m + 2, p), |(n, i, j)| {
+        <T as Element>::from_f64(raw[(n + 5 * i + 3 * j) % raw.len()])
     });
+    let rows = ndarray::s![.., 1..=m, ..];
     let (alpha, beta) = (<T as Element>::from_f64(1.5), <T as Element>::from_f64(beta));
     let mut stacked = c0.clone();
     gemm_im2col_stacked(
@@ -939,7 +941,7 @@ fn check_implicit_gemm_stacked<T: Real>(
         c,
         &geom,
         beta,
-        stacked.view_mut(),
+        stacked.slice_mut(rows),
     )
     .unwrap();
     let mut serial = c0.clone();
@@ -952,13 +954,19 @@ fn check_implicit_gemm_stacked<T: Real>(
         c,
         &geom,
         beta,
-        serial.view_mut(),
+        serial.slice_mut(rows),
     )
     .unwrap();
     assert_eq!(stacked, serial);
+    // Rows outside the slice untouched.
+    for i in [0, m + 1] {
+        assert_eq!(
+            stacked.slice(ndarray::s![.., i, ..]),
+            c0.slice(ndarray::s![.., i, ..])
+        );
+    }
     for n in 0..count {
-        let cols = ndarray::s![.., n * p..(n + 1) * p];
-        let mut one = c0.slice(cols).to_owned();
+        let mut one = c0.slice(ndarray::s![n, 1..=m, ..]).to_owned();
         gemm_im2col(
             alpha,
             a.view(),
@@ -970,7 +978,7 @@ fn check_implicit_gemm_stacked<T: Real>(
         )
         .unwrap();
         let got = stacked
-            .slice(cols)
+            .slice(ndarray::s![n, 1..=m, ..])
             .iter()
             .map(|&v| Element::to_f64(v).to_bits())
             .collect::<Vec<_>>();
@@ -996,8 +1004,8 @@ proptest! {
 fn implicit_gemm_stacked_errors() {
     let g = Window2d::new([4, 4], [3, 3], [1, 1], [1, 1], [1, 1]).unwrap();
     let a = Array2::<f32>::zeros((2, 18));
-    let mut c = Array2::<f32>::zeros((2, 32)); // two images of 16 output pixels
-    let run = |a: &Array2<f32>, images: &[f32], stride: usize, c: &mut Array2<f32>| {
+    let mut c = Array3::<f32>::zeros((2, 2, 16)); // two images of 16 output pixels
+    let run = |a: &Array2<f32>, images: &[f32], stride: usize, c: &mut Array3<f32>| {
         gemm_im2col_stacked(1.0, a.view(), images, 2, stride, 2, &g, 0.0, c.view_mut())
     };
     assert!(matches!(
@@ -1016,7 +1024,11 @@ fn implicit_gemm_stacked_errors() {
         Err(Error::Shape { arg: "a", .. })
     ));
     assert!(matches!(
-        run(&a, &[0.0; 64], 32, &mut Array2::zeros((2, 16))),
+        run(&a, &[0.0; 64], 32, &mut Array3::zeros((2, 2, 15))),
+        Err(Error::Shape { arg: "c", .. })
+    ));
+    assert!(matches!(
+        run(&a, &[0.0; 64], 32, &mut Array3::zeros((1, 2, 32))),
         Err(Error::Shape { arg: "c", .. })
     ));
     assert!(run(&a, &[0.0; 64], 32, &mut c).is_ok());

@@ -60,11 +60,12 @@
 use crate::stats::lane_sum;
 use crate::{check, Element, Error, Result};
 use ndarray::{
-    s, Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, CowArray, Ix4,
+    s, Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, ArrayViewMut3,
+    CowArray, Ix4,
 };
 use patchwise_kernels::{
-    checked_product, col2im, gemm, gemm_im2col, gemm_im2col_serial, gemm_im2col_stacked,
-    gemm_im2col_stacked_serial, gemm_im2col_transposed, gemm_serial, Window2d,
+    checked_product, col2im, gemm, gemm_im2col_stacked, gemm_im2col_stacked_serial, gemm_im2col_transposed,
+    gemm_serial, Window2d,
 };
 use rayon::prelude::*;
 
@@ -213,22 +214,7 @@ impl Gemm {
         }
     }
 
-    /// `c ← a · im2col(image)` on the chosen thread level.
-    fn run_im2col<T: Element>(
-        self,
-        a: ArrayView2<'_, T>,
-        image: &[T],
-        channels: usize,
-        geom: &Window2d,
-        c: ArrayViewMut2<'_, T>,
-    ) -> Result<()> {
-        match self {
-            Gemm::Serial => gemm_im2col_serial(T::ONE, a, image, channels, geom, T::ZERO, c),
-            Gemm::Parallel => gemm_im2col(T::ONE, a, image, channels, geom, T::ZERO, c),
-        }
-    }
-
-    /// `c ← a · [im2col(image₀) … im2col(image_{count−1})]` on the chosen
+    /// `c[n] ← a · im2col(imageₙ)` for each image of the chunk, on the chosen
     /// thread level.
     #[allow(clippy::too_many_arguments)]
     fn run_stacked<T: Element>(
@@ -239,7 +225,7 @@ impl Gemm {
         image_stride: usize,
         channels: usize,
         geom: &Window2d,
-        c: ArrayViewMut2<'_, T>,
+        c: ArrayViewMut3<'_, T>,
     ) -> Result<()> {
         let product = match self {
             Gemm::Serial => gemm_im2col_stacked_serial,
@@ -287,57 +273,44 @@ impl<T: Element> ImplicitConv<'_, T> {
     fn run(&self, n: usize, (src, src_len): (&[T], usize), (dst, dst_len): (&mut [T], usize)) -> Result<()> {
         let pixels = self.geom.output_len();
         let per_chunk = images_per_chunk(n, pixels);
-        let chunk = |i: usize, dst: &mut [T], buf: &mut Vec<T>, mode: Gemm| {
+        let chunk = |i: usize, dst: &mut [T], mode: Gemm| {
             let count = per_chunk.min(n - i * per_chunk);
             self.chunk(
                 &src[i * per_chunk * src_len..],
                 (count, src_len),
                 (dst, dst_len),
-                buf,
                 mode,
             )
         };
         if rayon::current_num_threads() <= n.div_ceil(per_chunk) {
             dst.par_chunks_mut(per_chunk * dst_len)
                 .enumerate()
-                .try_for_each_init(Vec::new, |buf, (i, d)| chunk(i, d, buf, Gemm::Serial))
+                .try_for_each(|(i, d)| chunk(i, d, Gemm::Serial))
         } else {
-            let mut buf = Vec::new();
             dst.chunks_mut(per_chunk * dst_len)
                 .enumerate()
-                .try_for_each(|(i, d)| chunk(i, d, &mut buf, Gemm::Parallel))
+                .try_for_each(|(i, d)| chunk(i, d, Gemm::Parallel))
         }
     }
 
-    /// One chunk of `count` images; several go through one stacked product
-    /// into `buf`, then to their places in `dst`.
+    /// One chunk of `count` images, through one stacked product per group
+    /// written straight into their outputs in `dst`.
     fn chunk(
         &self,
         src: &[T],
         (count, src_len): (usize, usize),
         (dst, dst_len): (&mut [T], usize),
-        buf: &mut Vec<T>,
         mode: Gemm,
     ) -> Result<()> {
         let (m, c, p) = (self.m, self.channels, self.geom.output_len());
         let plane = self.geom.input_len();
-        for g in 0..self.groups {
+        let groups = self.groups;
+        let mut outs = ArrayViewMut3::from_shape((count, groups * m, p), &mut dst[..count * dst_len])
+            .expect("count·F·P elements");
+        for g in 0..groups {
             let a_g = self.a.slice(s![g * m..(g + 1) * m, ..]);
-            let src_g = &src[g * c * plane..];
-            if count == 1 {
-                let out =
-                    ArrayViewMut2::from_shape((m, p), &mut dst[g * m * p..][..m * p]).expect("m·P elements");
-                mode.run_im2col(a_g, &src_g[..c * plane], c, self.geom, out)?;
-                continue;
-            }
-            buf.resize(m * count * p, T::ZERO);
-            let out = ArrayViewMut2::from_shape((m, count * p), &mut buf[..]).expect("m·count·P elements");
-            mode.run_stacked(a_g, src_g, count, src_len, c, self.geom, out)?;
-            for (r, row) in buf.chunks_exact(count * p).enumerate() {
-                for (i, pixels) in row.chunks_exact(p).enumerate() {
-                    dst[i * dst_len + (g * m + r) * p..][..p].copy_from_slice(pixels);
-                }
-            }
+            let out = outs.slice_mut(s![.., g * m..(g + 1) * m, ..]);
+            mode.run_stacked(a_g, &src[g * c * plane..], count, src_len, c, self.geom, out)?;
         }
         if let Some(bias) = self.bias {
             for image in dst.chunks_exact_mut(dst_len).take(count) {

@@ -38,7 +38,7 @@
 use super::kernel::MicroKernel;
 use super::pack::{aligned, pack_a};
 use crate::{Element, Window2d};
-use ndarray::{s, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{s, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -97,14 +97,6 @@ impl<'a, T: Element> Source<'a, T> {
     /// last image's OH.
     fn tall_rows(&self) -> usize {
         (self.count - 1) * self.period + self.geom.output()[0]
-    }
-
-    /// The output rows of tall rows `rows` that are real (not past an
-    /// image's OH).
-    fn real_rows(&self, rows: Range<usize>) -> usize {
-        let oh = self.geom.output()[0];
-        let below = |r: usize| r / self.period * oh + (r % self.period).min(oh);
-        below(rows.end) - below(rows.start)
     }
 
     /// Rows of each phase plane one band reads.
@@ -186,9 +178,9 @@ impl<'a, T: Element> Source<'a, T> {
     }
 }
 
-/// `C ← alpha·A·[im2col(x₀) … im2col(x_{count−1})]` for `count` images
-/// `image_stride` apart (see the module docs); shapes already checked by
-/// the caller.
+/// `C[n] ← alpha·A·im2col(xₙ)` for `count` images `image_stride` apart
+/// (see the module docs), C being (count, M, OH·OW); shapes already checked
+/// by the caller.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn im2col_product<T: Element>(
     kern: &MicroKernel<T>,
@@ -197,14 +189,13 @@ pub(crate) fn im2col_product<T: Element>(
     batch: (&[T], usize, usize),
     channels: usize,
     geom: &Window2d,
-    c: ArrayViewMut2<'_, T>,
+    c: ArrayViewMut3<'_, T>,
     parallel: bool,
 ) {
-    let ow = geom.output()[1];
+    let [oh, ow] = geom.output();
     let mut source = Source::new(batch, channels, geom);
     let (wide, tall) = (source.wide, source.tall_rows());
     source.band_rows = band_rows(kern, tall, ow, wide, parallel);
-    let band_rows = source.band_rows;
     let (m, k) = a.dim();
     let (mr, nr) = (kern.mr, kern.nr);
     let m_pad = m.div_ceil(mr) * mr;
@@ -216,8 +207,8 @@ pub(crate) fn im2col_product<T: Element>(
         .iter()
         .map(|d| offsets[d.clone()].iter().copied().max().unwrap_or(0) as usize)
         .collect();
-    // Every wide column is an output column: write C directly.
-    let direct = wide == ow && (source.count == 1 || source.period == geom.output()[0]);
+    // Every wide column is an output column of one image: write C directly.
+    let direct = wide == ow && source.count == 1;
     T::with_pack_buffers(|a_buf, _| {
         let a_pack = aligned(a_buf, m_pad * k);
         for d in &depth {
@@ -229,14 +220,15 @@ pub(crate) fn im2col_product<T: Element>(
             );
         }
         let a_pack = &*a_pack;
-        // One band: output rows `rows`, wide columns q, into `out` (its
-        // output columns).
-        let task = |(rows, mut out): (Range<usize>, ArrayViewMut2<'_, T>),
+        // One band: output rows `rows`, wide columns q, into `pieces` (the
+        // band's output columns of each image it covers, in order).
+        let task = |(rows, mut pieces): (Range<usize>, Vec<ArrayViewMut2<'_, T>>),
                     (band, local): &mut (Vec<T>, Vec<T>)| {
             let q = rows.start * wide..(rows.end - 1) * wide + ow;
             let width = q.len();
             let (data, base) = source.band(rows, nr, band);
             let (tile_base, rsc, csc) = if direct {
+                let out = &mut pieces[0];
                 (out.as_mut_ptr(), out.strides()[0], out.strides()[1])
             } else {
                 local.resize(m * width, T::ZERO);
@@ -306,23 +298,10 @@ pub(crate) fn im2col_product<T: Element>(
                 }
             }
             if !direct {
-                scatter(
-                    local,
-                    (q, wide, ow),
-                    (source.period, source.geom.output()[0]),
-                    out,
-                );
+                scatter(local, (q, wide, ow), (source.period, oh), &mut pieces);
             }
         };
-        // Split C into each band's output columns.
-        let mut parts = Vec::new();
-        let mut rest = c;
-        for r in (0..tall).step_by(band_rows) {
-            let rows = r..(r + band_rows).min(tall);
-            let (part, tail) = rest.split_at(Axis(1), source.real_rows(rows.clone()) * ow);
-            rest = tail;
-            parts.push((rows, part));
-        }
+        let parts = band_pieces(c, &source, ow);
         if parallel && parts.len() > 1 {
             parts
                 .into_par_iter()
@@ -354,34 +333,81 @@ fn band_rows<T>(kern: &MicroKernel<T>, tall: usize, ow: usize, wide: usize, para
     (1..=most).rev().min_by_key(|&rows| waste(rows)).unwrap_or(1)
 }
 
+/// Splits C (count, M, OH·OW) into the bands of `source`: per band, its
+/// tall rows and, for each image it covers, that image's output columns
+/// of the band's real rows (those below the image's OH), in image order.
+#[allow(clippy::type_complexity)]
+fn band_pieces<'c, T: Element>(
+    c: ArrayViewMut3<'c, T>,
+    source: &Source<'_, T>,
+    ow: usize,
+) -> Vec<(Range<usize>, Vec<ArrayViewMut2<'c, T>>)> {
+    let (tall, period, oh) = (source.tall_rows(), source.period, source.geom.output()[0]);
+    let mut images = Vec::with_capacity(c.len_of(Axis(0)));
+    let mut rest = c;
+    while rest.len_of(Axis(0)) > 0 {
+        let (image, tail) = rest.split_at(Axis(0), 1);
+        images.push(image.index_axis_move(Axis(0), 0));
+        rest = tail;
+    }
+    let mut images = images.into_iter();
+    let mut current = images.next();
+    let mut parts = Vec::new();
+    for start in (0..tall).step_by(source.band_rows) {
+        let rows = start..(start + source.band_rows).min(tall);
+        let mut pieces = Vec::new();
+        for n in rows.start / period..=(rows.end - 1) / period {
+            // This image's real rows among the band's.
+            let within = |r: usize| r.clamp(n * period, (n + 1) * period).min(n * period + oh);
+            let real = within(rows.end) - within(rows.start);
+            if real == 0 {
+                continue;
+            }
+            let image = current.take().expect("an image's columns left for its real rows");
+            let (piece, rest) = image.split_at(Axis(1), real * ow);
+            pieces.push(piece);
+            current = if rest.is_empty() {
+                images.next()
+            } else {
+                Some(rest)
+            };
+        }
+        parts.push((rows, pieces));
+    }
+    parts
+}
+
 /// Copies the product of the wide columns `q` (rows of `q.len()` values in
-/// `src`; q starts on a tall row) to their output columns in `dst`: wide
-/// column t is tall row t / wide, column t % wide; it is dropped when that
-/// column is `width` or more, or that row is `oh` or more within its
-/// image's `period`.
+/// `src`; q starts on a tall row) to their output columns in `pieces` (one
+/// per image the columns cover, in order): wide column t is tall row
+/// t / wide, column t % wide; it is dropped when that column is `width` or
+/// more, or that row is `oh` or more within its image's `period`.
 fn scatter<T: Element>(
     src: &[T],
     (q, wide, width): (Range<usize>, usize, usize),
     (period, oh): (usize, usize),
-    mut dst: ArrayViewMut2<'_, T>,
+    pieces: &mut [ArrayViewMut2<'_, T>],
 ) {
     let first_row = q.start / wide;
-    for (src_row, mut dst_row) in src.chunks_exact(q.len()).zip(dst.axis_iter_mut(Axis(0))) {
-        let real = src_row
+    for (i, src_row) in src.chunks_exact(q.len()).enumerate() {
+        let mut real = src_row
             .chunks(wide)
             .enumerate()
             .filter(|(r, _)| (first_row + r) % period < oh)
             .map(|(_, values)| &values[..width]);
-        match dst_row.as_slice_mut() {
-            Some(dst_row) => {
-                for (part, values) in dst_row.chunks_exact_mut(width).zip(real) {
-                    part.copy_from_slice(values);
+        for piece in pieces.iter_mut() {
+            let mut dst_row = piece.row_mut(i);
+            match dst_row.as_slice_mut() {
+                Some(dst_row) => {
+                    for (part, values) in dst_row.chunks_exact_mut(width).zip(real.by_ref()) {
+                        part.copy_from_slice(values);
+                    }
                 }
-            }
-            None => {
-                let mut out = dst_row.iter_mut();
-                for values in real {
-                    out.by_ref().zip(values).for_each(|(d, &v)| *d = v);
+                None => {
+                    let mut out = dst_row.iter_mut();
+                    for values in real.by_ref().take(out.len() / width) {
+                        out.by_ref().zip(values).for_each(|(d, &v)| *d = v);
+                    }
                 }
             }
         }

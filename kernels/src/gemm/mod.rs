@@ -37,7 +37,7 @@ use std::sync::OnceLock;
 
 use crate::error::{check_len, checked_product, Error, Result};
 use crate::{Element, Window2d};
-use ndarray::{s, Array2, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
+use ndarray::{s, Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
 use rayon::prelude::*;
 
 /// Products with fewer multiply-adds than this stay on the calling thread.
@@ -320,7 +320,7 @@ fn im2col_product<T: Element>(
                 (image, 1, image.len()),
                 channels,
                 geom,
-                c,
+                c.insert_axis(Axis(0)),
                 parallel,
             );
         }
@@ -377,18 +377,28 @@ fn check_batch<T>(
     Ok((taps, pixels))
 }
 
-/// `C ← alpha·A·[im2col(x₀) … im2col(x_{N−1})] + beta·C`: [`gemm_im2col`]
-/// on `count` images at once, their im2col matrices side by side (C is
-/// M × count·OH·OW, column `n·OH·OW + p` for pixel p of image n), so small
-/// images share one product (whole panels, one packing of A; where
-/// [`gemm_im2col`] reads B in place, the images are stacked into one tall
-/// image instead). Image n holds the `channels`·H·W values starting
-/// at `images[n·image_stride]`. Column block n equals, bit for bit,
+/// `C[n] ← alpha·A·im2col(xₙ) + beta·C[n]` for n < `count`: [`gemm_im2col`]
+/// on `count` images at once, C being (count, M, OH·OW) — e.g. a slice of a
+/// convolution's (N, F, OH·OW) output — so small images share one product
+/// (one packing of A, whole panels: where [`gemm_im2col`] reads B in
+/// place, the images are stacked into one tall image; otherwise their
+/// im2col matrices are side by side). Image n holds the `channels`·H·W
+/// values starting at `images[n·image_stride]`. C[n] equals, bit for bit,
 /// [`gemm_im2col`] on image n alone.
 ///
 /// # Errors
-/// As [`gemm_im2col_transposed`], with C (M, count·OH·OW) and A
+/// As [`gemm_im2col_transposed`], with C (count, M, OH·OW) and A
 /// (M, C·KH·KW).
+///
+/// ```
+/// use ndarray::{array, Array3};
+/// use patchwise_kernels::{gemm_im2col_stacked, Window2d};
+/// // Two 1-channel 1×2 images, one 1×2 filter summing its window.
+/// let g = Window2d::new([1, 2], [1, 2], [1, 1], [0, 0], [1, 1]).unwrap();
+/// let mut c = Array3::zeros((2, 1, 1));
+/// gemm_im2col_stacked(1.0, array![[1.0f32, 1.0]].view(), &[1.0, 2.0, 3.0, 4.0], 2, 2, 1, &g, 0.0, c.view_mut()).unwrap();
+/// assert_eq!(c, array![[[3.0]], [[7.0]]]);
+/// ```
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_im2col_stacked<T: Element>(
     alpha: T,
@@ -399,7 +409,7 @@ pub fn gemm_im2col_stacked<T: Element>(
     channels: usize,
     geom: &Window2d,
     beta: T,
-    c: ArrayViewMut2<'_, T>,
+    c: ArrayViewMut3<'_, T>,
 ) -> Result<()> {
     let batch = (images, count, image_stride, channels);
     im2col_stacked_product(alpha, a, batch, geom, beta, c, true)
@@ -419,7 +429,7 @@ pub fn gemm_im2col_stacked_serial<T: Element>(
     channels: usize,
     geom: &Window2d,
     beta: T,
-    c: ArrayViewMut2<'_, T>,
+    c: ArrayViewMut3<'_, T>,
 ) -> Result<()> {
     let batch = (images, count, image_stride, channels);
     im2col_stacked_product(alpha, a, batch, geom, beta, c, false)
@@ -431,7 +441,7 @@ fn im2col_stacked_product<T: Element>(
     batch: (&[T], usize, usize, usize),
     geom: &Window2d,
     beta: T,
-    mut c: ArrayViewMut2<'_, T>,
+    mut c: ArrayViewMut3<'_, T>,
     parallel: bool,
 ) -> Result<()> {
     let (taps, pixels) = check_batch(batch, geom)?;
@@ -443,12 +453,18 @@ fn im2col_stacked_product<T: Element>(
             actual: format!("{:?}", a.shape()),
         });
     }
-    if c.dim() != (a.nrows(), pixels) {
-        return Err(Error::shape("c", [a.nrows(), pixels], c.shape()));
+    let (m, p) = (a.nrows(), geom.output_len());
+    if c.dim() != (count, m, p) {
+        return Err(Error::shape("c", [count, m, p], c.shape()));
     }
     check_scalars(alpha, beta)?;
-    let m = a.nrows();
-    if trivial(m, pixels, taps, beta, &mut c) {
+    if m == 0 || pixels == 0 {
+        return Ok(());
+    }
+    if taps == 0 {
+        for mut image in c.outer_iter_mut() {
+            trivial(m, p, taps, beta, &mut image);
+        }
         return Ok(());
     }
     match backend() {
@@ -467,6 +483,8 @@ fn im2col_stacked_product<T: Element>(
             );
         }
         Backend::Patchwise => {
+            // The images' im2col matrices side by side: C as (M, count·P),
+            // gathered (when read) and put back.
             let b = pack::Im2colB {
                 images,
                 image_stride,
@@ -475,11 +493,28 @@ fn im2col_stacked_product<T: Element>(
                 geom,
             };
             let parallel = worth_parallel(m, pixels, taps, parallel);
-            blocked::gemm_blocked(&kernel::selected::<T>(), alpha, a, &b, beta, c, parallel);
+            let mut wide = Array2::zeros((m, pixels));
+            if beta != T::ZERO {
+                for (n, image) in c.outer_iter().enumerate() {
+                    wide.slice_mut(s![.., n * p..(n + 1) * p]).assign(&image);
+                }
+            }
+            blocked::gemm_blocked(
+                &kernel::selected::<T>(),
+                alpha,
+                a,
+                &b,
+                beta,
+                wide.view_mut(),
+                parallel,
+            );
+            for (n, mut image) in c.outer_iter_mut().enumerate() {
+                image.assign(&wide.slice(s![.., n * p..(n + 1) * p]));
+            }
         }
         Backend::MatrixMultiply => {
-            let (p, image_len) = (geom.output_len(), channels * geom.input_len());
-            for (n, c) in c.axis_chunks_iter_mut(Axis(1), p).enumerate() {
+            let image_len = channels * geom.input_len();
+            for (n, c) in c.outer_iter_mut().enumerate() {
                 let image = &images[n * image_stride..][..image_len];
                 im2col_product(alpha, a, image, channels, geom, beta, c, parallel)?;
             }
