@@ -157,11 +157,11 @@ impl<'a, T: Element> Source<'a, T> {
             // x·sw + pj − pw in 0..w.
             let first = pw.saturating_sub(pj).div_ceil(sw);
             let end = (w + pw).saturating_sub(pj).div_ceil(sw).min(wide).max(first);
-            for (r, line) in values.chunks_exact_mut(wide).enumerate() {
-                // Tall plane row → image n, padded row, image row y.
-                let tall = rows.start + r;
-                let (n, padded_row) = (tall / self.period, tall % self.period * sh + pi);
-                let source = padded_row.checked_sub(ph).filter(|&y| y < h && n < self.count);
+            // Tall plane row → image n and its row within the period
+            // (counted along, no division per line).
+            let (mut n, mut row) = (rows.start / self.period, rows.start % self.period);
+            for line in values.chunks_exact_mut(wide) {
+                let source = (row * sh + pi).checked_sub(ph).filter(|&y| y < h && n < self.count);
                 match source {
                     Some(y) if first < end => {
                         let src = &self.images[n * self.image_stride + (ch * h + y) * w..][..w];
@@ -171,6 +171,10 @@ impl<'a, T: Element> Source<'a, T> {
                         line[end..].fill(T::ZERO);
                     }
                     _ => line.fill(T::ZERO),
+                }
+                row += 1;
+                if row == self.period {
+                    (n, row) = (n + 1, 0);
                 }
             }
         }
