@@ -161,7 +161,9 @@ impl<'a, T: Element> Source<'a, T> {
             // (counted along, no division per line).
             let (mut n, mut row) = (rows.start / self.period, rows.start % self.period);
             for line in values.chunks_exact_mut(wide) {
-                let source = (row * sh + pi).checked_sub(ph).filter(|&y| y < h && n < self.count);
+                let source = (row * sh + pi)
+                    .checked_sub(ph)
+                    .filter(|&y| y < h && n < self.count);
                 match source {
                     Some(y) if first < end => {
                         let src = &self.images[n * self.image_stride + (ch * h + y) * w..][..w];

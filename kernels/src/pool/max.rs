@@ -1,5 +1,6 @@
 //! Max pooling: forward with a compact arg-max, backward by scatter to it.
 
+use super::phase::BLOCK;
 use super::{for_each_plane, is_2x2_stride2, plane_counts, Scratch, Spans, PARALLEL_MIN_ELEMENTS};
 use crate::error::{check_len, Error, Result};
 use crate::isa::multiversion;
@@ -85,6 +86,15 @@ pub fn max_pool2d_forward<T: Element, I: ArgIndex>(
         return Ok(());
     }
     let spans = Spans::new(geom);
+    if geom.kernel() == [3, 3] && geom.stride() == [2, 2] {
+        for_each_plane(
+            (x, in_len),
+            (out, argmax, out_len),
+            || Scratch::new(geom, &spans),
+            |scratch, x, out, arg| max_plane_3x3_stride2(x, geom, &spans, scratch, out, arg),
+        );
+        return Ok(());
+    }
     for_each_plane(
         (x, in_len),
         (out, argmax, out_len),
@@ -195,6 +205,71 @@ fn max_plane<T: Element, I: ArgIndex>(
                     max_update(best, at, taps, tap);
                 }
             }
+        }
+        out_row[full.clone()].copy_from_slice(&best[..full.len()]);
+        for (a, &t) in arg_row[full.clone()].iter_mut().zip(at.iter()) {
+            *a = I::from_tap(t);
+        }
+    }
+}
+}
+
+multiversion! {
+/// Max pooling of one plane with 3×3 windows and stride 2 (ResNet's
+/// pooling, any padding): the full windows of each output row in one pass
+/// over their nine taps, read as contiguous runs of the column-phase-split
+/// rows ([`PhaseBand`](super::phase::PhaseBand)) and scanned in row-major
+/// order per window; windows cut by padding one by one.
+fn max_plane_3x3_stride2<T: Element, I: ArgIndex>(
+    x: &[T],
+    geom: &Window2d,
+    spans: &Spans,
+    scratch: &mut Scratch<T>,
+    out: &mut [T],
+    argmax: &mut [I],
+) {
+    let width = geom.input()[1];
+    let ow = spans.cols.len();
+    let full = spans.full.clone();
+    let (left, right) = spans.border();
+    let Scratch { band, values: best, taps: at, .. } = scratch;
+    let n = best.len();
+    for (((&(y0, ny), &skip_y), out_row), arg_row) in spans
+        .rows
+        .iter()
+        .zip(&spans.row_skip)
+        .zip(out.chunks_exact_mut(ow))
+        .zip(argmax.chunks_exact_mut(ow))
+    {
+        let cut = if ny == 3 { left.clone().chain(right.clone()) } else { (0..ow).chain(0..0) };
+        for xo in cut {
+            let skip = (skip_y, spans.col_skip[xo]);
+            let (value, tap) = window_max(x, width, 3, (y0, ny), spans.cols[xo], skip);
+            out_row[xo] = value;
+            arg_row[xo] = I::from_tap(tap as u32);
+        }
+        if ny < 3 || full.is_empty() {
+            continue;
+        }
+        band.load(x, y0, 3);
+        let x0 = spans.cols[full.start].0;
+        let tap = |i: usize, j: usize| band.taps(i, x0 + j, n);
+        #[rustfmt::skip]
+        let taps = [tap(0, 0), tap(0, 1), tap(0, 2), tap(1, 0), tap(1, 1), tap(1, 2), tap(2, 0), tap(2, 1), tap(2, 2)];
+        // Block by block (fixed-size, so each block is a few vectors).
+        for ((b, a), k) in best.chunks_exact_mut(BLOCK).zip(at.chunks_exact_mut(BLOCK)).zip((0..n).step_by(BLOCK)) {
+            let block = |t: usize| -> &[T; BLOCK] { taps[t][k..k + BLOCK].try_into().expect("BLOCK taps") };
+            let (mut value, mut tap) = (*block(0), [0u32; BLOCK]);
+            for t in 1..9 {
+                let pixels = block(t);
+                for l in 0..BLOCK {
+                    let take = takes_over(pixels[l], value[l]);
+                    value[l] = if take { pixels[l] } else { value[l] };
+                    tap[l] = if take { t as u32 } else { tap[l] };
+                }
+            }
+            b.copy_from_slice(&value);
+            a.copy_from_slice(&tap);
         }
         out_row[full.clone()].copy_from_slice(&best[..full.len()]);
         for (a, &t) in arg_row[full.clone()].iter_mut().zip(at.iter()) {
