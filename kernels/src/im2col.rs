@@ -109,17 +109,76 @@ pub fn col2im<T: Element>(cols: &[T], channels: usize, geom: &Window2d, image: &
     Ok(())
 }
 
+/// col2im of a band of output rows: adds to `image` (C·H·W, not cleared)
+/// the scatter of `cols`, the column matrix restricted to output rows
+/// `rows` (C·KH·KW × `rows.len()`·OW, row-major). Calling it on the bands
+/// of a partition of 0..OH, in order, on a zeroed image gives a col2im
+/// whose column matrix never exists whole (each band can be produced
+/// while the previous one is still in cache); the sums then run band by
+/// band, in a fixed order.
+///
+/// # Errors
+/// [`crate::Error::Parameter`] if `rows` is not within 0..OH;
+/// [`crate::Error::Shape`] if `cols` or `image` has the wrong length.
+///
+/// ```
+/// use patchwise_kernels::{col2im_rows, Window2d};
+/// // 1×3×1 image, 2×1 kernel: output rows 0 and 1 both read pixel 1.
+/// let g = Window2d::new([3, 1], [2, 1], [1, 1], [0, 0], [1, 1]).unwrap();
+/// let mut image = [0.0f32; 3];
+/// col2im_rows(&[1.0, 2.0], 1, &g, 0..1, &mut image).unwrap(); // row 0: taps (0, 0) and (1, 0)
+/// col2im_rows(&[3.0, 4.0], 1, &g, 1..2, &mut image).unwrap();
+/// assert_eq!(image, [1.0, 2.0 + 3.0, 4.0]);
+/// ```
+pub fn col2im_rows<T: Element>(
+    cols: &[T],
+    channels: usize,
+    geom: &Window2d,
+    rows: std::ops::Range<usize>,
+    image: &mut [T],
+) -> Result<()> {
+    let (image_len, _) = sizes(channels, geom)?;
+    let oh = geom.output()[0];
+    if rows.start > rows.end || rows.end > oh {
+        return Err(crate::Error::parameter(
+            "rows",
+            format!("a range within 0..{oh} (OH)"),
+            format!("{rows:?}"),
+        ));
+    }
+    let cols_len = checked_product(
+        "band elements",
+        &[channels, geom.kernel_len(), rows.len(), geom.output()[1]],
+    )?;
+    check_len("cols", cols.len(), cols_len)?;
+    check_len("image", image.len(), image_len)?;
+    col2im_rows_unchecked(cols, channels, geom, rows, image);
+    Ok(())
+}
+
 /// [`col2im`] without the length checks.
 pub(crate) fn col2im_unchecked<T: Element>(cols: &[T], channels: usize, geom: &Window2d, image: &mut [T]) {
     image.fill(T::ZERO);
+    col2im_rows_unchecked(cols, channels, geom, 0..geom.output()[0], image);
+}
+
+/// [`col2im_rows`] without the checks.
+fn col2im_rows_unchecked<T: Element>(
+    cols: &[T],
+    channels: usize,
+    geom: &Window2d,
+    rows: std::ops::Range<usize>,
+    image: &mut [T],
+) {
     let [h, w] = geom.input();
     let [kh, kw] = geom.kernel();
-    let [oh, ow] = geom.output();
+    let ow = geom.output()[1];
     let sw = geom.stride()[1];
-    if oh * ow == 0 {
+    let band = rows.len() * ow;
+    if band == 0 {
         return;
     }
-    for (row, col_row) in cols.chunks_exact(oh * ow).enumerate().take(channels * kh * kw) {
+    for (row, col_row) in cols.chunks_exact(band).enumerate().take(channels * kh * kw) {
         let (c, i, j) = (row / (kh * kw), (row / kw) % kh, row % kw);
         let plane = &mut image[c * h * w..(c + 1) * h * w];
         let xs = geom.valid_outputs(1, j);
@@ -127,7 +186,7 @@ pub(crate) fn col2im_unchecked<T: Element>(cols: &[T], channels: usize, geom: &W
             continue;
         }
         let first = xs.start * sw + j * geom.dilation()[1] - geom.pad()[1];
-        for (y, src) in col_row.chunks_exact(ow).enumerate() {
+        for (y, src) in rows.clone().zip(col_row.chunks_exact(ow)) {
             let Some(dst_y) = geom.source(0, y, i) else {
                 continue;
             };

@@ -130,6 +130,44 @@ fn check_im2col<T: Real>(g: &Geometry, raw: &[f64]) {
         bound.as_slice().unwrap(),
         g.kernel[0] * g.kernel[1],
     );
+
+    // The same scatter band by band of output rows (bands of 1..=3 rows),
+    // on a zeroed image.
+    let [oh, ow] = geom.output();
+    let band = 1 + (raw[0].to_bits() % 3) as usize;
+    let mut banded = vec![<T as Element>::ZERO; c * h * w];
+    for r0 in (0..oh).step_by(band) {
+        let rows = r0..(r0 + band).min(oh);
+        let part = y.slice(ndarray::s![.., r0 * ow..rows.end * ow]).to_owned();
+        col2im_rows(part.as_slice().unwrap(), c, &geom, rows, &mut banded).unwrap();
+    }
+    assert_within(
+        "col2im by bands",
+        &banded,
+        expected.as_slice().unwrap(),
+        bound.as_slice().unwrap(),
+        g.kernel[0] * g.kernel[1],
+    );
+}
+
+#[test]
+fn col2im_rows_errors() {
+    let g = Window2d::new([4, 4], [3, 3], [1, 1], [1, 1], [1, 1]).unwrap(); // 4×4 output
+    let mut image = [0.0f32; 2 * 16];
+    let cols = [0.0f32; 2 * 9 * 2 * 4]; // two channels, output rows 1..3
+    assert!(col2im_rows(&cols, 2, &g, 1..3, &mut image).is_ok());
+    assert!(matches!(
+        col2im_rows(&cols, 2, &g, 3..5, &mut image),
+        Err(Error::Parameter { arg: "rows", .. })
+    ));
+    assert!(matches!(
+        col2im_rows(&cols, 2, &g, 1..2, &mut image),
+        Err(Error::Shape { arg: "cols", .. })
+    ));
+    assert!(matches!(
+        col2im_rows(&cols, 2, &g, 1..3, &mut image[..31]),
+        Err(Error::Shape { arg: "image", .. })
+    ));
 }
 
 fn check_gemm<T: Real>(

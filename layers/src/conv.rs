@@ -64,8 +64,8 @@ use ndarray::{
     CowArray, Ix4,
 };
 use patchwise_kernels::{
-    checked_product, col2im, gemm, gemm_im2col_stacked, gemm_im2col_stacked_serial, gemm_im2col_transposed,
-    gemm_serial, Window2d,
+    checked_product, col2im_rows, gemm, gemm_im2col_stacked, gemm_im2col_stacked_serial,
+    gemm_im2col_transposed, gemm_serial, Window2d,
 };
 use rayon::prelude::*;
 
@@ -492,8 +492,13 @@ fn flipped_geometry(g: &Window2d) -> Option<Window2d> {
     (flipped.output() == g.input()).then_some(flipped)
 }
 
+/// Bytes of the column matrix computed at once by the column route of dx
+/// (about half of L2).
+const COL2IM_BAND_BYTES: usize = 1 << 19;
+
 /// dx of one image by the pointwise product or the column route (the
-/// flipped route runs as an [`ImplicitConv`] over the whole batch).
+/// flipped route runs as an [`ImplicitConv`] over the whole batch); `dx`
+/// arrives zeroed.
 fn backward_dx_image<T: Element>(
     plan: &Plan,
     w: ArrayView2<'_, T>,
@@ -512,10 +517,21 @@ fn backward_dx_image<T: Element>(
             let dx_g = ArrayViewMut2::from_shape((cg, hw), dx_g).expect("Cg·HW elements");
             mode.run(w_g.t(), dout_m, T::ZERO, dx_g)?;
         } else {
-            buf.resize(plan.k() * p, T::ZERO);
-            let dcols = ArrayViewMut2::from_shape((plan.k(), p), &mut buf[..]).expect("K·P elements");
-            mode.run(w_g.t(), dout_m, T::ZERO, dcols)?;
-            col2im(buf, cg, &plan.geom, dx_g)?;
+            // Band by band of output rows (a number fixed by the shape):
+            // each band's columns are scattered while still in cache.
+            let [oh, ow] = plan.geom.output();
+            let row_bytes = plan.k() * ow * std::mem::size_of::<T>();
+            let band = (COL2IM_BAND_BYTES / row_bytes.max(1)).clamp(1, oh.max(1));
+            for r0 in (0..oh).step_by(band) {
+                let rows = r0..(r0 + band).min(oh);
+                let width = rows.len() * ow;
+                buf.resize(plan.k() * width, T::ZERO);
+                let dcols =
+                    ArrayViewMut2::from_shape((plan.k(), width), &mut buf[..]).expect("K·band elements");
+                let dout_band = dout_m.slice(s![.., r0 * ow..r0 * ow + width]);
+                mode.run(w_g.t(), dout_band, T::ZERO, dcols)?;
+                col2im_rows(buf, cg, &plan.geom, rows, dx_g)?;
+            }
         }
     }
     Ok(())

@@ -578,6 +578,21 @@ fn conv_larger_shapes_take_both_parallel_paths() {
         dilation: [1, 1],
     };
     check_conv::<f32>(&c, &raw);
+    // Stride 2 with columns of C·KH·KW × OW = 800 × 65 per output row: the
+    // column route of dx runs in bands of 1 (f64) or 2 (f32) output rows.
+    let c = Conv {
+        n: 2,
+        groups: 1,
+        cg: 32,
+        fg: 4,
+        input: [130, 130],
+        kernel: [5, 5],
+        stride: [2, 2],
+        pad: [2, 2],
+        dilation: [1, 1],
+    };
+    check_conv::<f32>(&c, &raw);
+    check_conv::<f64>(&c, &raw);
 }
 
 /// Images large enough that dW is summed over several chunks of the batch

@@ -184,7 +184,7 @@ impl<'a, T: Element> Source<'a, T> {
     }
 }
 
-/// `C[n] ← alpha·A·im2col(xₙ)` for `count` images `image_stride` apart
+/// `Cₙ ← alpha·A·im2col(xₙ)` (Cₙ = `c[n]`) for `count` images `image_stride` apart
 /// (see the module docs), C being (count, M, OH·OW); shapes already checked
 /// by the caller.
 #[allow(clippy::too_many_arguments)]

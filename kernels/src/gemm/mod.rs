@@ -377,13 +377,13 @@ fn check_batch<T>(
     Ok((taps, pixels))
 }
 
-/// `C[n] ← alpha·A·im2col(xₙ) + beta·C[n]` for n < `count`: [`gemm_im2col`]
+/// `Cₙ ← alpha·A·im2col(xₙ) + beta·Cₙ` for n < `count`: [`gemm_im2col`]
 /// on `count` images at once, C being (count, M, OH·OW) — e.g. a slice of a
 /// convolution's (N, F, OH·OW) output — so small images share one product
 /// (one packing of A, whole panels: where [`gemm_im2col`] reads B in
 /// place, the images are stacked into one tall image; otherwise their
 /// im2col matrices are side by side). Image n holds the `channels`·H·W
-/// values starting at `images[n·image_stride]`. C[n] equals, bit for bit,
+/// values starting at `images[n·image_stride]`. Cₙ = `c[n]` equals, bit for bit,
 /// [`gemm_im2col`] on image n alone.
 ///
 /// # Errors
