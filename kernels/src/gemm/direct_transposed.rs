@@ -242,12 +242,9 @@ fn run_band<T: Element>(
     // t of panel jp holds A[·, jp·NR + j] at wide pixel q.start + t.
     let panels = m.div_ceil(nr);
     let packed = aligned(panel_buf, panels * width * nr);
-    if !m.is_multiple_of(nr) {
-        // The last panel's unused lanes: computed, never stored.
-        packed.fill(T::ZERO);
-    }
     let image = a.index_axis(Axis(0), band.image);
     let contiguous = image.as_slice();
+    let mut filter_rows: Vec<&[T]> = Vec::with_capacity(nr);
     for (local, y) in rows.clone().enumerate() {
         let at = local * wide;
         let end = (at + wide).min(width);
@@ -255,17 +252,27 @@ fn run_band<T: Element>(
             let steps = &mut panel[at * nr..end * nr];
             let (pixels, extra) = steps.split_at_mut(ow * nr);
             extra.fill(T::ZERO);
-            for (j, f) in (jp * nr..m.min((jp + 1) * nr)).enumerate() {
-                let dst = pixels.chunks_exact_mut(nr);
-                match contiguous {
-                    Some(values) => {
-                        let src = &values[f * oh * ow + y * ow..][..ow];
-                        dst.zip(src).for_each(|(d, &v)| d[j] = v);
-                    }
-                    None => {
+            let filters = jp * nr..m.min((jp + 1) * nr);
+            match contiguous {
+                Some(values) => {
+                    // The panel's filters' pixels of row y, transposed (the
+                    // last panel's unused lanes get zeros).
+                    filter_rows.clear();
+                    filter_rows.extend(filters.map(|f| &values[f * oh * ow + y * ow..][..ow]));
+                    // SAFETY: the packing function belongs to the kernel
+                    // chosen for a supported instruction set.
+                    unsafe { (kern.pack)(&filter_rows, ow, nr, pixels) };
+                }
+                None => {
+                    for (j, f) in filters.clone().enumerate() {
                         let src = image.slice(ndarray::s![f, y * ow..(y + 1) * ow]);
-                        dst.zip(src.iter()).for_each(|(d, &v)| d[j] = v);
+                        pixels
+                            .chunks_exact_mut(nr)
+                            .zip(src.iter())
+                            .for_each(|(d, &v)| d[j] = v);
                     }
+                    let used = filters.len();
+                    pixels.chunks_exact_mut(nr).for_each(|d| d[used..].fill(T::ZERO));
                 }
             }
         }

@@ -99,6 +99,9 @@ pub struct ARowsKernel<T> {
     pub kc: usize,
     /// The kernel.
     pub run: ARowsKernelFn<T>,
+    /// Packs rows transposed into its B panels (compiled for the same
+    /// instruction set).
+    pub pack: super::transpose::PanelFn<T>,
 }
 
 /// A micro-kernel with its tile and cache-block sizes.
@@ -176,12 +179,13 @@ macro_rules! generic {
 }
 
 macro_rules! a_rows {
-    ($mr:literal, $nr:literal, $run:expr) => {
+    ($mr:literal, $nr:literal, $run:expr, $pack:expr) => {
         ARowsKernel {
             mr: $mr,
             nr: $nr,
             kc: 256,
             run: $run,
+            pack: $pack,
         }
     };
 }
@@ -190,10 +194,25 @@ impl HasKernels for f32 {
     fn a_rows_kernel(isa: Isa) -> ARowsKernel<f32> {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => a_rows!(12, 32, super::kernel_avx512::f32_12x32_a_rows),
+            Isa::Avx512 => a_rows!(
+                12,
+                32,
+                super::kernel_avx512::f32_12x32_a_rows,
+                super::transpose::panel_f32_avx512
+            ),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => a_rows!(6, 16, super::kernel_avx2::f32_6x16_a_rows),
-            _ => a_rows!(4, 8, super::kernel_generic::kernel_a_rows::<f32, 4, 8>),
+            Isa::Avx2Fma => a_rows!(
+                6,
+                16,
+                super::kernel_avx2::f32_6x16_a_rows,
+                super::transpose::panel_generic::<f32>
+            ),
+            _ => a_rows!(
+                4,
+                8,
+                super::kernel_generic::kernel_a_rows::<f32, 4, 8>,
+                super::transpose::panel_generic::<f32>
+            ),
         }
     }
 
@@ -236,10 +255,25 @@ impl HasKernels for f64 {
     fn a_rows_kernel(isa: Isa) -> ARowsKernel<f64> {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => a_rows!(12, 16, super::kernel_avx512::f64_12x16_a_rows),
+            Isa::Avx512 => a_rows!(
+                12,
+                16,
+                super::kernel_avx512::f64_12x16_a_rows,
+                super::transpose::panel_f64_avx512
+            ),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => a_rows!(6, 8, super::kernel_avx2::f64_6x8_a_rows),
-            _ => a_rows!(4, 4, super::kernel_generic::kernel_a_rows::<f64, 4, 4>),
+            Isa::Avx2Fma => a_rows!(
+                6,
+                8,
+                super::kernel_avx2::f64_6x8_a_rows,
+                super::transpose::panel_generic::<f64>
+            ),
+            _ => a_rows!(
+                4,
+                4,
+                super::kernel_generic::kernel_a_rows::<f64, 4, 4>,
+                super::transpose::panel_generic::<f64>
+            ),
         }
     }
 

@@ -31,6 +31,7 @@ mod kernel_avx512;
 mod kernel_generic;
 mod pack;
 mod simd_kernel;
+mod transpose;
 
 use simd_kernel::{simd_kernel, simd_kernel_a_rows};
 use std::sync::OnceLock;

@@ -1,0 +1,240 @@
+//! Rows transposed into the packed-B layout of the in-place-A kernels
+//! ([`super::kernel::ARowsKernel`]): step p of a panel holds value p of
+//! each of up to NR rows, `dst[p·NR + j] = rows[j][p]`. The weight
+//! gradient packs dout this way (filters become the tile's columns), one
+//! output row at a time.
+//!
+//! Written element by element that is one strided store per value — as
+//! slow as the product it feeds on small layers. The AVX-512 versions
+//! transpose 16×16 (f32) or 8×8 (f64) blocks in registers: whole-vector
+//! loads from the rows and whole-vector stores of the steps.
+
+use crate::Element;
+
+/// `dst[p·nr + j] = rows[j][p]` for p < `len` and j < `nr`, with zeros for
+/// j ≥ `rows.len()`. Panics unless `rows.len() <= nr`, every row holds
+/// `len` values and `dst` `len·nr`.
+///
+/// # Safety
+/// The instruction set the function was compiled for must be supported.
+pub type PanelFn<T> = unsafe fn(rows: &[&[T]], len: usize, nr: usize, dst: &mut [T]);
+
+fn check<T>(rows: &[&[T]], len: usize, nr: usize, dst: &[T]) {
+    assert!(
+        rows.len() <= nr && dst.len() >= len * nr && rows.iter().all(|r| r.len() >= len),
+        "transposed panel: {} rows of {len} values into NR = {nr}, {} values",
+        rows.len(),
+        dst.len()
+    );
+}
+
+/// The portable version.
+pub fn panel_generic<T: Element>(rows: &[&[T]], len: usize, nr: usize, dst: &mut [T]) {
+    check(rows, len, nr, dst);
+    scalar_part(rows, 0..len, 0..nr, nr, dst);
+}
+
+/// Steps `steps`, lanes `lanes` of the panel, one value at a time.
+fn scalar_part<T: Element>(
+    rows: &[&[T]],
+    steps: std::ops::Range<usize>,
+    lanes: std::ops::Range<usize>,
+    nr: usize,
+    dst: &mut [T],
+) {
+    for j in lanes {
+        match rows.get(j) {
+            Some(row) => {
+                for p in steps.clone() {
+                    dst[p * nr + j] = row[p];
+                }
+            }
+            None => {
+                for p in steps.clone() {
+                    dst[p * nr + j] = T::ZERO;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub use avx512::{panel_f32_avx512, panel_f64_avx512};
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{check, scalar_part};
+    use std::arch::x86_64::*;
+
+    /// f32, blocks of 16 rows × 16 steps (`nr` a multiple of 16).
+    ///
+    /// # Safety
+    /// AVX-512F must be supported.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn panel_f32_avx512(rows: &[&[f32]], len: usize, nr: usize, dst: &mut [f32]) {
+        check(rows, len, nr, dst);
+        assert!(nr.is_multiple_of(16), "NR = {nr} is not a multiple of 16");
+        let zeros = [0f32; 16];
+        let whole = len / 16 * 16;
+        for j0 in (0..nr).step_by(16) {
+            // Rows of this block; missing ones read 16 zeros at every step.
+            let mut from = [zeros.as_ptr(); 16];
+            let mut step = [0usize; 16];
+            for q in 0..16 {
+                if let Some(row) = rows.get(j0 + q) {
+                    (from[q], step[q]) = (row.as_ptr(), 1);
+                }
+            }
+            for p in (0..whole).step_by(16) {
+                let mut r = [_mm512_setzero_ps(); 16];
+                for q in 0..16 {
+                    // SAFETY: a real row has len ≥ p + 16 values (checked);
+                    // a missing one reads `zeros` (16 values) at offset 0.
+                    r[q] = unsafe { _mm512_loadu_ps(from[q].add(p * step[q])) };
+                }
+                // Interleave 32-bit pairs, then 64-bit pairs: u[4b + c],
+                // lane L, holds rows 4b..4b+3 of column 4L + c.
+                let mut t = [_mm512_setzero_ps(); 16];
+                for b in 0..8 {
+                    t[2 * b] = _mm512_unpacklo_ps(r[2 * b], r[2 * b + 1]);
+                    t[2 * b + 1] = _mm512_unpackhi_ps(r[2 * b], r[2 * b + 1]);
+                }
+                let mut u = [_mm512_setzero_ps(); 16];
+                for b in 0..4 {
+                    let (e, o) = (_mm512_castps_pd(t[4 * b]), _mm512_castps_pd(t[4 * b + 2]));
+                    let (e1, o1) = (_mm512_castps_pd(t[4 * b + 1]), _mm512_castps_pd(t[4 * b + 3]));
+                    u[4 * b] = _mm512_castpd_ps(_mm512_unpacklo_pd(e, o));
+                    u[4 * b + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(e, o));
+                    u[4 * b + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(e1, o1));
+                    u[4 * b + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(e1, o1));
+                }
+                // Gather the four 128-bit lanes of each column.
+                let mut col = [_mm512_setzero_ps(); 16];
+                for c in 0..4 {
+                    let (a, b, e, d) = (u[c], u[4 + c], u[8 + c], u[12 + c]);
+                    let (lo_ab, hi_ab) = (
+                        _mm512_shuffle_f32x4::<0x88>(a, b),
+                        _mm512_shuffle_f32x4::<0xdd>(a, b),
+                    );
+                    let (lo_ed, hi_ed) = (
+                        _mm512_shuffle_f32x4::<0x88>(e, d),
+                        _mm512_shuffle_f32x4::<0xdd>(e, d),
+                    );
+                    col[c] = _mm512_shuffle_f32x4::<0x88>(lo_ab, lo_ed);
+                    col[c + 8] = _mm512_shuffle_f32x4::<0xdd>(lo_ab, lo_ed);
+                    col[c + 4] = _mm512_shuffle_f32x4::<0x88>(hi_ab, hi_ed);
+                    col[c + 12] = _mm512_shuffle_f32x4::<0xdd>(hi_ab, hi_ed);
+                }
+                for (q, &v) in col.iter().enumerate() {
+                    // SAFETY: (p + q)·nr + j0 + 16 ≤ len·nr ≤ dst.len().
+                    unsafe { _mm512_storeu_ps(dst.as_mut_ptr().add((p + q) * nr + j0), v) };
+                }
+            }
+        }
+        scalar_part(rows, whole..len, 0..nr, nr, dst);
+    }
+
+    /// f64, blocks of 8 rows × 8 steps (`nr` a multiple of 8).
+    ///
+    /// # Safety
+    /// AVX-512F must be supported.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn panel_f64_avx512(rows: &[&[f64]], len: usize, nr: usize, dst: &mut [f64]) {
+        check(rows, len, nr, dst);
+        assert!(nr.is_multiple_of(8), "NR = {nr} is not a multiple of 8");
+        let zeros = [0f64; 8];
+        let whole = len / 8 * 8;
+        for j0 in (0..nr).step_by(8) {
+            let mut from = [zeros.as_ptr(); 8];
+            let mut step = [0usize; 8];
+            for q in 0..8 {
+                if let Some(row) = rows.get(j0 + q) {
+                    (from[q], step[q]) = (row.as_ptr(), 1);
+                }
+            }
+            for p in (0..whole).step_by(8) {
+                let mut r = [_mm512_setzero_pd(); 8];
+                for q in 0..8 {
+                    // SAFETY: as in the f32 version, with 8 values.
+                    r[q] = unsafe { _mm512_loadu_pd(from[q].add(p * step[q])) };
+                }
+                // t[2b + c], lane L, holds rows 2b, 2b + 1 of column 2L + c.
+                let mut t = [_mm512_setzero_pd(); 8];
+                for b in 0..4 {
+                    t[2 * b] = _mm512_unpacklo_pd(r[2 * b], r[2 * b + 1]);
+                    t[2 * b + 1] = _mm512_unpackhi_pd(r[2 * b], r[2 * b + 1]);
+                }
+                let mut col = [_mm512_setzero_pd(); 8];
+                for c in 0..2 {
+                    let (a, b, e, d) = (t[c], t[2 + c], t[4 + c], t[6 + c]);
+                    let (lo_ab, hi_ab) = (
+                        _mm512_shuffle_f64x2::<0x88>(a, b),
+                        _mm512_shuffle_f64x2::<0xdd>(a, b),
+                    );
+                    let (lo_ed, hi_ed) = (
+                        _mm512_shuffle_f64x2::<0x88>(e, d),
+                        _mm512_shuffle_f64x2::<0xdd>(e, d),
+                    );
+                    col[c] = _mm512_shuffle_f64x2::<0x88>(lo_ab, lo_ed);
+                    col[c + 4] = _mm512_shuffle_f64x2::<0xdd>(lo_ab, lo_ed);
+                    col[c + 2] = _mm512_shuffle_f64x2::<0x88>(hi_ab, hi_ed);
+                    col[c + 6] = _mm512_shuffle_f64x2::<0xdd>(hi_ab, hi_ed);
+                }
+                for (q, &v) in col.iter().enumerate() {
+                    // SAFETY: (p + q)·nr + j0 + 8 ≤ len·nr ≤ dst.len().
+                    unsafe { _mm512_storeu_pd(dst.as_mut_ptr().add((p + q) * nr + j0), v) };
+                }
+            }
+        }
+        scalar_part(rows, whole..len, 0..nr, nr, dst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every panel function this CPU supports against the definition, for
+    /// row counts and lengths around the block sizes; `dst` starts dirty,
+    /// so unused lanes must be written as zeros.
+    fn check_all<T: Element>(functions: &[(usize, PanelFn<T>)]) {
+        for &(nr, pack) in functions {
+            for count in [0, 1, nr / 2 + 1, nr - 1, nr] {
+                for len in [0, 1, 7, 8, 15, 16, 17, 33, 56] {
+                    let rows: Vec<Vec<T>> = (0..count)
+                        .map(|j| (0..len).map(|p| T::from_f64((j * 100 + p) as f64)).collect())
+                        .collect();
+                    let refs: Vec<&[T]> = rows.iter().map(Vec::as_slice).collect();
+                    let mut dst = vec![T::from_f64(-1.0); len * nr];
+                    // SAFETY: only functions of supported instruction sets are listed.
+                    unsafe { pack(&refs, len, nr, &mut dst) };
+                    for p in 0..len {
+                        for j in 0..nr {
+                            let expected = if j < count { rows[j][p] } else { T::ZERO };
+                            assert_eq!(
+                                dst[p * nr + j],
+                                expected,
+                                "nr {nr} count {count} len {len} p {p} j {j}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn panels_match_the_definition() {
+        let mut f32s: Vec<(usize, PanelFn<f32>)> =
+            vec![(8, panel_generic::<f32>), (32, panel_generic::<f32>)];
+        let mut f64s: Vec<(usize, PanelFn<f64>)> =
+            vec![(4, panel_generic::<f64>), (16, panel_generic::<f64>)];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx512f") {
+            f32s.extend([(16, panel_f32_avx512 as PanelFn<f32>), (32, panel_f32_avx512)]);
+            f64s.extend([(8, panel_f64_avx512 as PanelFn<f64>), (16, panel_f64_avx512)]);
+        }
+        check_all(&f32s);
+        check_all(&f64s);
+    }
+}
