@@ -205,7 +205,7 @@ impl HasKernels for f32 {
                 6,
                 16,
                 super::kernel_avx2::f32_6x16_a_rows,
-                super::transpose::panel_generic::<f32>
+                super::transpose::panel_f32_avx2
             ),
             _ => a_rows!(
                 4,
@@ -266,7 +266,7 @@ impl HasKernels for f64 {
                 6,
                 8,
                 super::kernel_avx2::f64_6x8_a_rows,
-                super::transpose::panel_generic::<f64>
+                super::transpose::panel_f64_avx2
             ),
             _ => a_rows!(
                 4,

@@ -5,9 +5,10 @@
 //! output row at a time.
 //!
 //! Written element by element that is one strided store per value — as
-//! slow as the product it feeds on small layers. The AVX-512 versions
-//! transpose 16×16 (f32) or 8×8 (f64) blocks in registers: whole-vector
-//! loads from the rows and whole-vector stores of the steps.
+//! slow as the product it feeds on small layers. The SIMD versions
+//! transpose W×W blocks in registers (AVX-512: 16×16 f32, 8×8 f64; AVX2:
+//! 8×8 f32, 4×4 f64): whole-vector loads from the rows and whole-vector
+//! stores of the steps.
 
 use crate::Element;
 
@@ -59,134 +60,175 @@ fn scalar_part<T: Element>(
 }
 
 #[cfg(target_arch = "x86_64")]
-pub use avx512::{panel_f32_avx512, panel_f64_avx512};
+pub use x86::{panel_f32_avx2, panel_f32_avx512, panel_f64_avx2, panel_f64_avx512};
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+mod x86 {
     use super::{check, scalar_part};
     use std::arch::x86_64::*;
 
-    /// f32, blocks of 16 rows × 16 steps (`nr` a multiple of 16).
-    ///
-    /// # Safety
-    /// AVX-512F must be supported.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn panel_f32_avx512(rows: &[&[f32]], len: usize, nr: usize, dst: &mut [f32]) {
-        check(rows, len, nr, dst);
-        assert!(nr.is_multiple_of(16), "NR = {nr} is not a multiple of 16");
-        let zeros = [0f32; 16];
-        let whole = len / 16 * 16;
-        for j0 in (0..nr).step_by(16) {
-            // Rows of this block; missing ones read 16 zeros at every step.
-            let mut from = [zeros.as_ptr(); 16];
-            let mut step = [0usize; 16];
-            for q in 0..16 {
-                if let Some(row) = rows.get(j0 + q) {
-                    (from[q], step[q]) = (row.as_ptr(), 1);
+    /// A panel function over W×W register transposes: `nr` must be a
+    /// multiple of W; steps past the last whole block go one by one.
+    macro_rules! panel {
+        ($(#[$doc:meta])* $name:ident, $feature:literal, $t:ty, $w:literal,
+         $zero:ident, $load:ident, $store:ident, $transpose:ident) => {
+            $(#[$doc])*
+            ///
+            /// # Safety
+            #[doc = concat!("The CPU must support ", $feature, ".")]
+            #[target_feature(enable = $feature)]
+            pub unsafe fn $name(rows: &[&[$t]], len: usize, nr: usize, dst: &mut [$t]) {
+                check(rows, len, nr, dst);
+                assert!(nr.is_multiple_of($w), "NR = {nr} is not a multiple of {}", $w);
+                let zeros = [0.0 as $t; $w];
+                let whole = len / $w * $w;
+                for j0 in (0..nr).step_by($w) {
+                    // Rows of this block; missing ones read W zeros at every step.
+                    let mut from = [zeros.as_ptr(); $w];
+                    let mut step = [0usize; $w];
+                    for q in 0..$w {
+                        if let Some(row) = rows.get(j0 + q) {
+                            (from[q], step[q]) = (row.as_ptr(), 1);
+                        }
+                    }
+                    for p in (0..whole).step_by($w) {
+                        let mut r = [$zero(); $w];
+                        for q in 0..$w {
+                            // SAFETY: a real row holds len ≥ p + W values
+                            // (checked); a missing one reads `zeros` at offset 0.
+                            r[q] = unsafe { $load(from[q].add(p * step[q])) };
+                        }
+                        for (q, &v) in $transpose(r).iter().enumerate() {
+                            // SAFETY: (p + q)·nr + j0 + W ≤ len·nr ≤ dst.len().
+                            unsafe { $store(dst.as_mut_ptr().add((p + q) * nr + j0), v) };
+                        }
+                    }
                 }
+                scalar_part(rows, whole..len, 0..nr, nr, dst);
             }
-            for p in (0..whole).step_by(16) {
-                let mut r = [_mm512_setzero_ps(); 16];
-                for q in 0..16 {
-                    // SAFETY: a real row has len ≥ p + 16 values (checked);
-                    // a missing one reads `zeros` (16 values) at offset 0.
-                    r[q] = unsafe { _mm512_loadu_ps(from[q].add(p * step[q])) };
-                }
-                // Interleave 32-bit pairs, then 64-bit pairs: u[4b + c],
-                // lane L, holds rows 4b..4b+3 of column 4L + c.
-                let mut t = [_mm512_setzero_ps(); 16];
-                for b in 0..8 {
-                    t[2 * b] = _mm512_unpacklo_ps(r[2 * b], r[2 * b + 1]);
-                    t[2 * b + 1] = _mm512_unpackhi_ps(r[2 * b], r[2 * b + 1]);
-                }
-                let mut u = [_mm512_setzero_ps(); 16];
-                for b in 0..4 {
-                    let (e, o) = (_mm512_castps_pd(t[4 * b]), _mm512_castps_pd(t[4 * b + 2]));
-                    let (e1, o1) = (_mm512_castps_pd(t[4 * b + 1]), _mm512_castps_pd(t[4 * b + 3]));
-                    u[4 * b] = _mm512_castpd_ps(_mm512_unpacklo_pd(e, o));
-                    u[4 * b + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(e, o));
-                    u[4 * b + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(e1, o1));
-                    u[4 * b + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(e1, o1));
-                }
-                // Gather the four 128-bit lanes of each column.
-                let mut col = [_mm512_setzero_ps(); 16];
-                for c in 0..4 {
-                    let (a, b, e, d) = (u[c], u[4 + c], u[8 + c], u[12 + c]);
-                    let (lo_ab, hi_ab) = (
-                        _mm512_shuffle_f32x4::<0x88>(a, b),
-                        _mm512_shuffle_f32x4::<0xdd>(a, b),
-                    );
-                    let (lo_ed, hi_ed) = (
-                        _mm512_shuffle_f32x4::<0x88>(e, d),
-                        _mm512_shuffle_f32x4::<0xdd>(e, d),
-                    );
-                    col[c] = _mm512_shuffle_f32x4::<0x88>(lo_ab, lo_ed);
-                    col[c + 8] = _mm512_shuffle_f32x4::<0xdd>(lo_ab, lo_ed);
-                    col[c + 4] = _mm512_shuffle_f32x4::<0x88>(hi_ab, hi_ed);
-                    col[c + 12] = _mm512_shuffle_f32x4::<0xdd>(hi_ab, hi_ed);
-                }
-                for (q, &v) in col.iter().enumerate() {
-                    // SAFETY: (p + q)·nr + j0 + 16 ≤ len·nr ≤ dst.len().
-                    unsafe { _mm512_storeu_ps(dst.as_mut_ptr().add((p + q) * nr + j0), v) };
-                }
-            }
-        }
-        scalar_part(rows, whole..len, 0..nr, nr, dst);
+        };
     }
 
-    /// f64, blocks of 8 rows × 8 steps (`nr` a multiple of 8).
-    ///
-    /// # Safety
-    /// AVX-512F must be supported.
+    panel!(
+        /// f32 with AVX-512F: 16×16 blocks.
+        panel_f32_avx512, "avx512f", f32, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, transpose_16x16
+    );
+    panel!(
+        /// f64 with AVX-512F: 8×8 blocks.
+        panel_f64_avx512, "avx512f", f64, 8, _mm512_setzero_pd, _mm512_loadu_pd, _mm512_storeu_pd, transpose_8x8_pd
+    );
+    panel!(
+        /// f32 with AVX2: 8×8 blocks.
+        panel_f32_avx2, "avx2", f32, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, transpose_8x8_ps
+    );
+    panel!(
+        /// f64 with AVX2: 4×4 blocks.
+        panel_f64_avx2, "avx2", f64, 4, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_storeu_pd, transpose_4x4
+    );
+
+    /// Rows r[0..16] in, columns out.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn panel_f64_avx512(rows: &[&[f64]], len: usize, nr: usize, dst: &mut [f64]) {
-        check(rows, len, nr, dst);
-        assert!(nr.is_multiple_of(8), "NR = {nr} is not a multiple of 8");
-        let zeros = [0f64; 8];
-        let whole = len / 8 * 8;
-        for j0 in (0..nr).step_by(8) {
-            let mut from = [zeros.as_ptr(); 8];
-            let mut step = [0usize; 8];
-            for q in 0..8 {
-                if let Some(row) = rows.get(j0 + q) {
-                    (from[q], step[q]) = (row.as_ptr(), 1);
-                }
-            }
-            for p in (0..whole).step_by(8) {
-                let mut r = [_mm512_setzero_pd(); 8];
-                for q in 0..8 {
-                    // SAFETY: as in the f32 version, with 8 values.
-                    r[q] = unsafe { _mm512_loadu_pd(from[q].add(p * step[q])) };
-                }
-                // t[2b + c], lane L, holds rows 2b, 2b + 1 of column 2L + c.
-                let mut t = [_mm512_setzero_pd(); 8];
-                for b in 0..4 {
-                    t[2 * b] = _mm512_unpacklo_pd(r[2 * b], r[2 * b + 1]);
-                    t[2 * b + 1] = _mm512_unpackhi_pd(r[2 * b], r[2 * b + 1]);
-                }
-                let mut col = [_mm512_setzero_pd(); 8];
-                for c in 0..2 {
-                    let (a, b, e, d) = (t[c], t[2 + c], t[4 + c], t[6 + c]);
-                    let (lo_ab, hi_ab) = (
-                        _mm512_shuffle_f64x2::<0x88>(a, b),
-                        _mm512_shuffle_f64x2::<0xdd>(a, b),
-                    );
-                    let (lo_ed, hi_ed) = (
-                        _mm512_shuffle_f64x2::<0x88>(e, d),
-                        _mm512_shuffle_f64x2::<0xdd>(e, d),
-                    );
-                    col[c] = _mm512_shuffle_f64x2::<0x88>(lo_ab, lo_ed);
-                    col[c + 4] = _mm512_shuffle_f64x2::<0xdd>(lo_ab, lo_ed);
-                    col[c + 2] = _mm512_shuffle_f64x2::<0x88>(hi_ab, hi_ed);
-                    col[c + 6] = _mm512_shuffle_f64x2::<0xdd>(hi_ab, hi_ed);
-                }
-                for (q, &v) in col.iter().enumerate() {
-                    // SAFETY: (p + q)·nr + j0 + 8 ≤ len·nr ≤ dst.len().
-                    unsafe { _mm512_storeu_pd(dst.as_mut_ptr().add((p + q) * nr + j0), v) };
-                }
-            }
+    fn transpose_16x16(r: [__m512; 16]) -> [__m512; 16] {
+        // Interleave 32-bit pairs, then 64-bit pairs: u[4b + c], lane L,
+        // holds rows 4b..4b+3 of column 4L + c.
+        let mut t = [_mm512_setzero_ps(); 16];
+        for b in 0..8 {
+            t[2 * b] = _mm512_unpacklo_ps(r[2 * b], r[2 * b + 1]);
+            t[2 * b + 1] = _mm512_unpackhi_ps(r[2 * b], r[2 * b + 1]);
         }
-        scalar_part(rows, whole..len, 0..nr, nr, dst);
+        let mut u = [_mm512_setzero_ps(); 16];
+        for b in 0..4 {
+            let (e, o) = (_mm512_castps_pd(t[4 * b]), _mm512_castps_pd(t[4 * b + 2]));
+            let (e1, o1) = (_mm512_castps_pd(t[4 * b + 1]), _mm512_castps_pd(t[4 * b + 3]));
+            u[4 * b] = _mm512_castpd_ps(_mm512_unpacklo_pd(e, o));
+            u[4 * b + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(e, o));
+            u[4 * b + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(e1, o1));
+            u[4 * b + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(e1, o1));
+        }
+        // Gather the four 128-bit lanes of each column.
+        let mut col = [_mm512_setzero_ps(); 16];
+        for c in 0..4 {
+            let (a, b, e, d) = (u[c], u[4 + c], u[8 + c], u[12 + c]);
+            let (lo_ab, hi_ab) = (
+                _mm512_shuffle_f32x4::<0x88>(a, b),
+                _mm512_shuffle_f32x4::<0xdd>(a, b),
+            );
+            let (lo_ed, hi_ed) = (
+                _mm512_shuffle_f32x4::<0x88>(e, d),
+                _mm512_shuffle_f32x4::<0xdd>(e, d),
+            );
+            col[c] = _mm512_shuffle_f32x4::<0x88>(lo_ab, lo_ed);
+            col[c + 8] = _mm512_shuffle_f32x4::<0xdd>(lo_ab, lo_ed);
+            col[c + 4] = _mm512_shuffle_f32x4::<0x88>(hi_ab, hi_ed);
+            col[c + 12] = _mm512_shuffle_f32x4::<0xdd>(hi_ab, hi_ed);
+        }
+        col
+    }
+
+    /// Rows r[0..8] in, columns out.
+    #[target_feature(enable = "avx512f")]
+    fn transpose_8x8_pd(r: [__m512d; 8]) -> [__m512d; 8] {
+        // t[2b + c], lane L, holds rows 2b, 2b + 1 of column 2L + c.
+        let mut t = [_mm512_setzero_pd(); 8];
+        for b in 0..4 {
+            t[2 * b] = _mm512_unpacklo_pd(r[2 * b], r[2 * b + 1]);
+            t[2 * b + 1] = _mm512_unpackhi_pd(r[2 * b], r[2 * b + 1]);
+        }
+        let mut col = [_mm512_setzero_pd(); 8];
+        for c in 0..2 {
+            let (a, b, e, d) = (t[c], t[2 + c], t[4 + c], t[6 + c]);
+            let (lo_ab, hi_ab) = (
+                _mm512_shuffle_f64x2::<0x88>(a, b),
+                _mm512_shuffle_f64x2::<0xdd>(a, b),
+            );
+            let (lo_ed, hi_ed) = (
+                _mm512_shuffle_f64x2::<0x88>(e, d),
+                _mm512_shuffle_f64x2::<0xdd>(e, d),
+            );
+            col[c] = _mm512_shuffle_f64x2::<0x88>(lo_ab, lo_ed);
+            col[c + 4] = _mm512_shuffle_f64x2::<0xdd>(lo_ab, lo_ed);
+            col[c + 2] = _mm512_shuffle_f64x2::<0x88>(hi_ab, hi_ed);
+            col[c + 6] = _mm512_shuffle_f64x2::<0xdd>(hi_ab, hi_ed);
+        }
+        col
+    }
+
+    /// Rows r[0..8] in, columns out.
+    #[target_feature(enable = "avx2")]
+    fn transpose_8x8_ps(r: [__m256; 8]) -> [__m256; 8] {
+        // u[4h + c], 128-bit half L, holds rows 4h..4h+3 of column 4L + c.
+        let mut u = [_mm256_setzero_ps(); 8];
+        for h in 0..2 {
+            let t0 = _mm256_unpacklo_ps(r[4 * h], r[4 * h + 1]);
+            let t1 = _mm256_unpackhi_ps(r[4 * h], r[4 * h + 1]);
+            let t2 = _mm256_unpacklo_ps(r[4 * h + 2], r[4 * h + 3]);
+            let t3 = _mm256_unpackhi_ps(r[4 * h + 2], r[4 * h + 3]);
+            u[4 * h] = _mm256_shuffle_ps::<0x44>(t0, t2);
+            u[4 * h + 1] = _mm256_shuffle_ps::<0xee>(t0, t2);
+            u[4 * h + 2] = _mm256_shuffle_ps::<0x44>(t1, t3);
+            u[4 * h + 3] = _mm256_shuffle_ps::<0xee>(t1, t3);
+        }
+        let mut col = [_mm256_setzero_ps(); 8];
+        for c in 0..4 {
+            col[c] = _mm256_permute2f128_ps::<0x20>(u[c], u[4 + c]);
+            col[c + 4] = _mm256_permute2f128_ps::<0x31>(u[c], u[4 + c]);
+        }
+        col
+    }
+
+    /// Rows r[0..4] in, columns out.
+    #[target_feature(enable = "avx2")]
+    fn transpose_4x4(r: [__m256d; 4]) -> [__m256d; 4] {
+        let t0 = _mm256_unpacklo_pd(r[0], r[1]);
+        let t1 = _mm256_unpackhi_pd(r[0], r[1]);
+        let t2 = _mm256_unpacklo_pd(r[2], r[3]);
+        let t3 = _mm256_unpackhi_pd(r[2], r[3]);
+        [
+            _mm256_permute2f128_pd::<0x20>(t0, t2),
+            _mm256_permute2f128_pd::<0x20>(t1, t3),
+            _mm256_permute2f128_pd::<0x31>(t0, t2),
+            _mm256_permute2f128_pd::<0x31>(t1, t3),
+        ]
     }
 }
 
@@ -233,6 +275,11 @@ mod tests {
         if is_x86_feature_detected!("avx512f") {
             f32s.extend([(16, panel_f32_avx512 as PanelFn<f32>), (32, panel_f32_avx512)]);
             f64s.extend([(8, panel_f64_avx512 as PanelFn<f64>), (16, panel_f64_avx512)]);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") {
+            f32s.extend([(8, panel_f32_avx2 as PanelFn<f32>), (16, panel_f32_avx2)]);
+            f64s.extend([(4, panel_f64_avx2 as PanelFn<f64>), (8, panel_f64_avx2)]);
         }
         check_all(&f32s);
         check_all(&f64s);
