@@ -980,6 +980,7 @@ fn check_implicit_gemm_stacked<T: Real>(
         c,
         &geom,
         beta,
+        None,
         stacked.slice_mut(rows),
     )
     .unwrap();
@@ -993,10 +994,47 @@ fn check_implicit_gemm_stacked<T: Real>(
         c,
         &geom,
         beta,
+        None,
         serial.slice_mut(rows),
     )
     .unwrap();
     assert_eq!(stacked, serial);
+    // With a bias: the same products, then bias[r] added to row r.
+    let bias: Vec<T> = (0..m)
+        .map(|r| <T as Element>::from_f64(raw[(r * 11 + 4) % raw.len()]))
+        .collect();
+    for parallel in [true, false] {
+        let mut biased = c0.clone();
+        let product = if parallel {
+            gemm_im2col_stacked::<T>
+        } else {
+            gemm_im2col_stacked_serial::<T>
+        };
+        product(
+            alpha,
+            a.view(),
+            &images,
+            count,
+            stride,
+            c,
+            &geom,
+            beta,
+            Some(&bias),
+            biased.slice_mut(rows),
+        )
+        .unwrap();
+        let mut expected = stacked.clone();
+        for mut image in expected.outer_iter_mut() {
+            for (r, mut row) in image.outer_iter_mut().enumerate().skip(1).take(m) {
+                row.mapv_inplace(|v| v + bias[r - 1]);
+            }
+        }
+        assert_eq!(
+            bits_of(biased.as_slice().unwrap()),
+            bits_of(expected.as_slice().unwrap()),
+            "bias"
+        );
+    }
     // Rows outside the slice untouched.
     for i in [0, m + 1] {
         assert_eq!(
@@ -1045,7 +1083,7 @@ fn implicit_gemm_stacked_errors() {
     let a = Array2::<f32>::zeros((2, 18));
     let mut c = Array3::<f32>::zeros((2, 2, 16)); // two images of 16 output pixels
     let run = |a: &Array2<f32>, images: &[f32], stride: usize, c: &mut Array3<f32>| {
-        gemm_im2col_stacked(1.0, a.view(), images, 2, stride, 2, &g, 0.0, c.view_mut())
+        gemm_im2col_stacked(1.0, a.view(), images, 2, stride, 2, &g, 0.0, None, c.view_mut())
     };
     assert!(matches!(
         run(&a, &[0.0; 63], 32, &mut c),
@@ -1071,4 +1109,19 @@ fn implicit_gemm_stacked_errors() {
         Err(Error::Shape { arg: "c", .. })
     ));
     assert!(run(&a, &[0.0; 64], 32, &mut c).is_ok());
+    assert!(matches!(
+        gemm_im2col_stacked(
+            1.0,
+            a.view(),
+            &[0.0; 64],
+            2,
+            32,
+            2,
+            &g,
+            0.0,
+            Some(&[1.0]),
+            c.view_mut()
+        ),
+        Err(Error::Shape { arg: "bias", .. })
+    ));
 }

@@ -214,24 +214,34 @@ impl Gemm {
         }
     }
 
-    /// `c[n] ← a · im2col(imageₙ)` for each image of the chunk, on the chosen
+    /// `c[n] ← a · im2col(imageₙ) (+ bias)` for each image of the chunk, on the chosen
     /// thread level.
     #[allow(clippy::too_many_arguments)]
     fn run_stacked<T: Element>(
         self,
         a: ArrayView2<'_, T>,
-        images: &[T],
-        count: usize,
-        image_stride: usize,
+        (images, count, image_stride): (&[T], usize, usize),
         channels: usize,
         geom: &Window2d,
+        bias: Option<&[T]>,
         c: ArrayViewMut3<'_, T>,
     ) -> Result<()> {
         let product = match self {
             Gemm::Serial => gemm_im2col_stacked_serial,
             Gemm::Parallel => gemm_im2col_stacked,
         };
-        product(T::ONE, a, images, count, image_stride, channels, geom, T::ZERO, c)
+        product(
+            T::ONE,
+            a,
+            images,
+            count,
+            image_stride,
+            channels,
+            geom,
+            T::ZERO,
+            bias,
+            c,
+        )
     }
 }
 
@@ -309,15 +319,16 @@ impl<T: Element> ImplicitConv<'_, T> {
             .expect("count·F·P elements");
         for g in 0..groups {
             let a_g = self.a.slice(s![g * m..(g + 1) * m, ..]);
+            let bias = self.bias.map(|b| &b[g * m..(g + 1) * m]);
             let out = outs.slice_mut(s![.., g * m..(g + 1) * m, ..]);
-            mode.run_stacked(a_g, &src[g * c * plane..], count, src_len, c, self.geom, out)?;
-        }
-        if let Some(bias) = self.bias {
-            for image in dst.chunks_exact_mut(dst_len).take(count) {
-                for (row, &b) in image.chunks_exact_mut(p).zip(bias.iter()) {
-                    row.iter_mut().for_each(|v| *v += b);
-                }
-            }
+            mode.run_stacked(
+                a_g,
+                (&src[g * c * plane..], count, src_len),
+                c,
+                self.geom,
+                bias,
+                out,
+            )?;
         }
         Ok(())
     }

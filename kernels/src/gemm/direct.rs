@@ -184,9 +184,10 @@ impl<'a, T: Element> Source<'a, T> {
     }
 }
 
-/// `Cₙ ← alpha·A·im2col(xₙ)` (Cₙ = `c[n]`) for `count` images `image_stride` apart
-/// (see the module docs), C being (count, M, OH·OW); shapes already checked
-/// by the caller.
+/// `Cₙ ← alpha·A·im2col(xₙ) (+ bias[r] on row r)` (Cₙ = `c[n]`) for
+/// `count` images `image_stride` apart (see the module docs), C being
+/// (count, M, OH·OW); shapes already checked by the caller. The bias is
+/// added as the tiles are scattered to C.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn im2col_product<T: Element>(
     kern: &MicroKernel<T>,
@@ -195,7 +196,7 @@ pub(crate) fn im2col_product<T: Element>(
     batch: (&[T], usize, usize),
     channels: usize,
     geom: &Window2d,
-    c: ArrayViewMut3<'_, T>,
+    (bias, c): (Option<&[T]>, ArrayViewMut3<'_, T>),
     parallel: bool,
 ) {
     let [oh, ow] = geom.output();
@@ -213,8 +214,9 @@ pub(crate) fn im2col_product<T: Element>(
         .iter()
         .map(|d| offsets[d.clone()].iter().copied().max().unwrap_or(0) as usize)
         .collect();
-    // Every wide column is an output column of one image: write C directly.
-    let direct = wide == ow && source.count == 1;
+    // Every wide column is an output column of one image and nothing to
+    // add: write C directly.
+    let direct = wide == ow && source.count == 1 && bias.is_none();
     T::with_pack_buffers(|a_buf, _| {
         let a_pack = aligned(a_buf, m_pad * k);
         for d in &depth {
@@ -304,7 +306,7 @@ pub(crate) fn im2col_product<T: Element>(
                 }
             }
             if !direct {
-                scatter(local, (q, wide, ow), (source.period, oh), &mut pieces);
+                scatter(local, (q, wide, ow), (source.period, oh), bias, &mut pieces);
             }
         };
         let parts = band_pieces(c, &source, ow);
@@ -385,13 +387,15 @@ fn band_pieces<'c, T: Element>(
 
 /// Copies the product of the wide columns `q` (rows of `q.len()` values in
 /// `src`; q starts on a tall row) to their output columns in `pieces` (one
-/// per image the columns cover, in order): wide column t is tall row
-/// t / wide, column t % wide; it is dropped when that column is `width` or
-/// more, or that row is `oh` or more within its image's `period`.
+/// per image the columns cover, in order), adding `bias[i]` to row i if
+/// given: wide column t is tall row t / wide, column t % wide; it is
+/// dropped when that column is `width` or more, or that row is `oh` or
+/// more within its image's `period`.
 fn scatter<T: Element>(
     src: &[T],
     (q, wide, width): (Range<usize>, usize, usize),
     (period, oh): (usize, usize),
+    bias: Option<&[T]>,
     pieces: &mut [ArrayViewMut2<'_, T>],
 ) {
     let first_row = q.start / wide;
@@ -401,18 +405,27 @@ fn scatter<T: Element>(
             .enumerate()
             .filter(|(r, _)| (first_row + r) % period < oh)
             .map(|(_, values)| &values[..width]);
+        let add = bias.map(|b| b[i]);
         for piece in pieces.iter_mut() {
             let mut dst_row = piece.row_mut(i);
-            match dst_row.as_slice_mut() {
-                Some(dst_row) => {
+            match (dst_row.as_slice_mut(), add) {
+                (Some(dst_row), None) => {
                     for (part, values) in dst_row.chunks_exact_mut(width).zip(real.by_ref()) {
                         part.copy_from_slice(values);
                     }
                 }
-                None => {
+                (Some(dst_row), Some(b)) => {
+                    for (part, values) in dst_row.chunks_exact_mut(width).zip(real.by_ref()) {
+                        part.iter_mut().zip(values).for_each(|(d, &v)| *d = v + b);
+                    }
+                }
+                (None, add) => {
                     let mut out = dst_row.iter_mut();
                     for values in real.by_ref().take(out.len() / width) {
-                        out.by_ref().zip(values).for_each(|(d, &v)| *d = v);
+                        let b = add.unwrap_or(T::ZERO);
+                        out.by_ref()
+                            .zip(values)
+                            .for_each(|(d, &v)| *d = if add.is_some() { v + b } else { v });
                     }
                 }
             }

@@ -321,7 +321,7 @@ fn im2col_product<T: Element>(
                 (image, 1, image.len()),
                 channels,
                 geom,
-                c.insert_axis(Axis(0)),
+                (None, c.insert_axis(Axis(0))),
                 parallel,
             );
         }
@@ -378,27 +378,31 @@ fn check_batch<T>(
     Ok((taps, pixels))
 }
 
-/// `Cₙ ← alpha·A·im2col(xₙ) + beta·Cₙ` for n < `count`: [`gemm_im2col`]
-/// on `count` images at once, C being (count, M, OH·OW) — e.g. a slice of a
-/// convolution's (N, F, OH·OW) output — so small images share one product
-/// (one packing of A, whole panels: where [`gemm_im2col`] reads B in
-/// place, the images are stacked into one tall image; otherwise their
-/// im2col matrices are side by side). Image n holds the `channels`·H·W
-/// values starting at `images[n·image_stride]`. Cₙ = `c[n]` equals, bit for bit,
-/// [`gemm_im2col`] on image n alone.
+/// `Cₙ ← alpha·A·im2col(xₙ) + beta·Cₙ (+ bias)` for n < `count`:
+/// [`gemm_im2col`] on `count` images at once, C being (count, M, OH·OW) —
+/// e.g. a slice of a convolution's (N, F, OH·OW) output — so small images
+/// share one product (one packing of A, whole panels: where [`gemm_im2col`]
+/// reads B in place, the images are stacked into one tall image; otherwise
+/// their im2col matrices are side by side). Image n holds the
+/// `channels`·H·W values starting at `images[n·image_stride]`. With `bias`
+/// (M values), `bias[r]` is added to row r of every Cₙ after the product,
+/// as its tiles are written out (a convolution's bias, with no pass of its
+/// own). Without it, Cₙ = `c[n]` equals, bit for bit, [`gemm_im2col`] on
+/// image n alone.
 ///
 /// # Errors
 /// As [`gemm_im2col_transposed`], with C (count, M, OH·OW) and A
-/// (M, C·KH·KW).
+/// (M, C·KH·KW); [`Error::Shape`] if `bias` is not M long.
 ///
 /// ```
 /// use ndarray::{array, Array3};
 /// use patchwise_kernels::{gemm_im2col_stacked, Window2d};
-/// // Two 1-channel 1×2 images, one 1×2 filter summing its window.
+/// // Two 1-channel 1×2 images, one 1×2 filter summing its window, bias 0.5.
 /// let g = Window2d::new([1, 2], [1, 2], [1, 1], [0, 0], [1, 1]).unwrap();
 /// let mut c = Array3::zeros((2, 1, 1));
-/// gemm_im2col_stacked(1.0, array![[1.0f32, 1.0]].view(), &[1.0, 2.0, 3.0, 4.0], 2, 2, 1, &g, 0.0, c.view_mut()).unwrap();
-/// assert_eq!(c, array![[[3.0]], [[7.0]]]);
+/// let (a, images) = (array![[1.0f32, 1.0]], [1.0, 2.0, 3.0, 4.0]);
+/// gemm_im2col_stacked(1.0, a.view(), &images, 2, 2, 1, &g, 0.0, Some(&[0.5]), c.view_mut()).unwrap();
+/// assert_eq!(c, array![[[3.5]], [[7.5]]]);
 /// ```
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_im2col_stacked<T: Element>(
@@ -410,10 +414,11 @@ pub fn gemm_im2col_stacked<T: Element>(
     channels: usize,
     geom: &Window2d,
     beta: T,
+    bias: Option<&[T]>,
     c: ArrayViewMut3<'_, T>,
 ) -> Result<()> {
     let batch = (images, count, image_stride, channels);
-    im2col_stacked_product(alpha, a, batch, geom, beta, c, true)
+    im2col_stacked_product(alpha, a, batch, geom, (beta, bias), c, true)
 }
 
 /// [`gemm_im2col_stacked`] on the calling thread only; bit-identical to it.
@@ -430,10 +435,22 @@ pub fn gemm_im2col_stacked_serial<T: Element>(
     channels: usize,
     geom: &Window2d,
     beta: T,
+    bias: Option<&[T]>,
     c: ArrayViewMut3<'_, T>,
 ) -> Result<()> {
     let batch = (images, count, image_stride, channels);
-    im2col_stacked_product(alpha, a, batch, geom, beta, c, false)
+    im2col_stacked_product(alpha, a, batch, geom, (beta, bias), c, false)
+}
+
+/// Adds `bias[r]` to row r of every matrix in `c`.
+fn add_bias<T: Element>(bias: Option<&[T]>, c: &mut ArrayViewMut3<'_, T>) {
+    if let Some(bias) = bias {
+        for mut image in c.outer_iter_mut() {
+            for (mut row, &b) in image.outer_iter_mut().zip(bias) {
+                row.mapv_inplace(|v| v + b);
+            }
+        }
+    }
 }
 
 fn im2col_stacked_product<T: Element>(
@@ -441,7 +458,7 @@ fn im2col_stacked_product<T: Element>(
     a: ArrayView2<'_, T>,
     batch: (&[T], usize, usize, usize),
     geom: &Window2d,
-    beta: T,
+    (beta, bias): (T, Option<&[T]>),
     mut c: ArrayViewMut3<'_, T>,
     parallel: bool,
 ) -> Result<()> {
@@ -458,6 +475,9 @@ fn im2col_stacked_product<T: Element>(
     if c.dim() != (count, m, p) {
         return Err(Error::shape("c", [count, m, p], c.shape()));
     }
+    if let Some(bias) = bias {
+        check_len("bias", bias.len(), m)?;
+    }
     check_scalars(alpha, beta)?;
     if m == 0 || pixels == 0 {
         return Ok(());
@@ -466,6 +486,7 @@ fn im2col_stacked_product<T: Element>(
         for mut image in c.outer_iter_mut() {
             trivial(m, p, taps, beta, &mut image);
         }
+        add_bias(bias, &mut c);
         return Ok(());
     }
     match backend() {
@@ -479,13 +500,13 @@ fn im2col_stacked_product<T: Element>(
                 batch,
                 channels,
                 geom,
-                c,
+                (bias, c),
                 parallel,
             );
         }
         Backend::Patchwise => {
             // The images' im2col matrices side by side: C as (M, count·P),
-            // gathered (when read) and put back.
+            // gathered (when read) and put back, the bias added on the way.
             let b = pack::Im2colB {
                 images,
                 image_stride,
@@ -510,7 +531,17 @@ fn im2col_stacked_product<T: Element>(
                 parallel,
             );
             for (n, mut image) in c.outer_iter_mut().enumerate() {
-                image.assign(&wide.slice(s![.., n * p..(n + 1) * p]));
+                let product = wide.slice(s![.., n * p..(n + 1) * p]);
+                match bias {
+                    None => image.assign(&product),
+                    Some(bias) => {
+                        for ((mut row, values), &b) in
+                            image.outer_iter_mut().zip(product.outer_iter()).zip(bias)
+                        {
+                            row.zip_mut_with(&values, |d, &v| *d = v + b);
+                        }
+                    }
+                }
             }
         }
         Backend::MatrixMultiply => {
@@ -519,6 +550,7 @@ fn im2col_stacked_product<T: Element>(
                 let image = &images[n * image_stride..][..image_len];
                 im2col_product(alpha, a, image, channels, geom, beta, c, parallel)?;
             }
+            add_bias(bias, &mut c);
         }
     }
     Ok(())
