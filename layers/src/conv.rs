@@ -13,7 +13,8 @@
 //! it: with up to 128 filters per group the micro-kernel reads its rows in
 //! place from bands of the zero-padded, stride-phase-split image (no packing
 //! of B), with more filters the GEMM packs its panels straight from the
-//! image. Backward:
+//! image; either way the products are written straight into the output,
+//! the bias added as they are. Backward:
 //!
 //! ```text
 //! db[f]  = Σ_{n, p} dout[n, f, p]
@@ -28,9 +29,11 @@
 //! computed as the convolution of dout with the flipped filters (channels
 //! and filters swapped, padding `dilation·(K − 1) − pad`), again an
 //! implicit GEMM; other strides (and non-finite weights, whose 0·∞ terms
-//! the flipped form would add) build W_gᵀ · dout_g\[n\] and scatter it with
-//! col2im. For 1×1, stride-1, unpadded convolutions dx skips col2im: the
-//! image is the matrix.
+//! the flipped form would add) build W_gᵀ · dout_g\[n\] band by band of
+//! output rows (about 512 KiB of columns) and scatter each band with
+//! [`patchwise_kernels::col2im_rows`] while it is in cache. For 1×1,
+//! stride-1, unpadded convolutions dx skips col2im: the image is the
+//! matrix.
 //!
 //! **Memory.** The forward pass's cache borrows x and w (no copy when they
 //! are in standard layout), so beyond its output the pass needs only
