@@ -20,7 +20,9 @@
 //! columns (from zero, left to right); backward, per output row its shares
 //! spread over one row, then added into the window rows. The ubiquitous
 //! 2×2 / stride-2 / unpadded windows have dedicated single-pass kernels,
-//! forward and backward. Every path of an operation sums a window's pixels
+//! forward and backward; 3×3 / stride-2 max pooling (ResNet's) scans the
+//! nine taps of a block of full windows in one pass, not tap by tap through
+//! a scratch row. Every path of an operation sums a window's pixels
 //! in the same order (max: row-major; average: as above), so all give the
 //! same bits. The per-plane passes are compiled once per instruction set
 //! and run in the copy [`crate::selected_isa`] picks.
