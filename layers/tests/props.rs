@@ -578,6 +578,24 @@ fn conv_larger_shapes_take_both_parallel_paths() {
         dilation: [1, 1],
     };
     check_conv::<f32>(&c, &raw);
+    // More than 128 filters: the packed route, one image per product
+    // (batch 1) or several side by side (batch 3), the bias added on the
+    // way out.
+    for n in [1, 3] {
+        let c = Conv {
+            n,
+            groups: 1,
+            cg: 3,
+            fg: 136,
+            input: [6, 7],
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad: [1, 1],
+            dilation: [1, 1],
+        };
+        check_conv::<f32>(&c, &raw);
+        check_conv::<f64>(&c, &raw);
+    }
     // Stride 2 with columns of C·KH·KW × OW = 800 × 65 per output row: the
     // column route of dx runs in bands of 1 (f64) or 2 (f32) output rows.
     let c = Conv {

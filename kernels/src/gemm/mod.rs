@@ -385,10 +385,11 @@ fn check_batch<T>(
 /// reads B in place, the images are stacked into one tall image; otherwise
 /// their im2col matrices are side by side). Image n holds the
 /// `channels`·H·W values starting at `images[n·image_stride]`. With `bias`
-/// (M values), `bias[r]` is added to row r of every Cₙ after the product,
-/// as its tiles are written out (a convolution's bias, with no pass of its
-/// own). Without it, Cₙ = `c[n]` equals, bit for bit, [`gemm_im2col`] on
-/// image n alone.
+/// (M values), `bias[r]` is added to row r of every Cₙ after the product
+/// — a convolution's bias — as the tiles are copied to C where they go
+/// through a buffer (the in-place route, several images on the packed
+/// one), in a pass over C otherwise. Without it, Cₙ = `c[n]` equals, bit
+/// for bit, [`gemm_im2col`] on image n alone.
 ///
 /// # Errors
 /// As [`gemm_im2col_transposed`], with C (count, M, OH·OW) and A
@@ -505,8 +506,6 @@ fn im2col_stacked_product<T: Element>(
             );
         }
         Backend::Patchwise => {
-            // The images' im2col matrices side by side: C as (M, count·P),
-            // gathered (when read) and put back, the bias added on the way.
             let b = pack::Im2colB {
                 images,
                 image_stride,
@@ -514,22 +513,22 @@ fn im2col_stacked_product<T: Element>(
                 channels,
                 geom,
             };
-            let parallel = worth_parallel(m, pixels, taps, parallel);
+            let (kern, parallel) = (kernel::selected::<T>(), worth_parallel(m, pixels, taps, parallel));
+            if count == 1 {
+                // One image: C itself is the (M, P) product.
+                blocked::gemm_blocked(&kern, alpha, a, &b, beta, c.index_axis_mut(Axis(0), 0), parallel);
+                add_bias(bias, &mut c);
+                return Ok(());
+            }
+            // The images' im2col matrices side by side: C as (M, count·P),
+            // gathered (when read) and put back, the bias added on the way.
             let mut wide = Array2::zeros((m, pixels));
             if beta != T::ZERO {
                 for (n, image) in c.outer_iter().enumerate() {
                     wide.slice_mut(s![.., n * p..(n + 1) * p]).assign(&image);
                 }
             }
-            blocked::gemm_blocked(
-                &kernel::selected::<T>(),
-                alpha,
-                a,
-                &b,
-                beta,
-                wide.view_mut(),
-                parallel,
-            );
+            blocked::gemm_blocked(&kern, alpha, a, &b, beta, wide.view_mut(), parallel);
             for (n, mut image) in c.outer_iter_mut().enumerate() {
                 let product = wide.slice(s![.., n * p..(n + 1) * p]);
                 match bias {
