@@ -970,46 +970,14 @@ fn check_implicit_gemm_stacked<T: Real>(
     });
     let rows = ndarray::s![.., 1..=m, ..];
     let (alpha, beta) = (<T as Element>::from_f64(1.5), <T as Element>::from_f64(beta));
-    let mut stacked = c0.clone();
-    gemm_im2col_stacked(
-        alpha,
-        a.view(),
-        &images,
-        count,
-        stride,
-        c,
-        &geom,
-        beta,
-        None,
-        stacked.slice_mut(rows),
-    )
-    .unwrap();
-    let mut serial = c0.clone();
-    gemm_im2col_stacked_serial(
-        alpha,
-        a.view(),
-        &images,
-        count,
-        stride,
-        c,
-        &geom,
-        beta,
-        None,
-        serial.slice_mut(rows),
-    )
-    .unwrap();
-    assert_eq!(stacked, serial);
-    // With a bias: the same products, then bias[r] added to row r.
-    let bias: Vec<T> = (0..m)
-        .map(|r| <T as Element>::from_f64(raw[(r * 11 + 4) % raw.len()]))
-        .collect();
-    for parallel in [true, false] {
-        let mut biased = c0.clone();
+    // The product into a copy of c0, on the pool or the calling thread.
+    let run = |parallel: bool, bias: Option<&[T]>| {
         let product = if parallel {
             gemm_im2col_stacked::<T>
         } else {
             gemm_im2col_stacked_serial::<T>
         };
+        let mut out = c0.clone();
         product(
             alpha,
             a.view(),
@@ -1019,10 +987,20 @@ fn check_implicit_gemm_stacked<T: Real>(
             c,
             &geom,
             beta,
-            Some(&bias),
-            biased.slice_mut(rows),
+            bias,
+            out.slice_mut(rows),
         )
         .unwrap();
+        out
+    };
+    let stacked = run(true, None);
+    assert_eq!(stacked, run(false, None));
+    // With a bias: the same products, then bias[r] added to row r.
+    let bias: Vec<T> = (0..m)
+        .map(|r| <T as Element>::from_f64(raw[(r * 11 + 4) % raw.len()]))
+        .collect();
+    for parallel in [true, false] {
+        let biased = run(parallel, Some(&bias));
         let mut expected = stacked.clone();
         for mut image in expected.outer_iter_mut() {
             for (r, mut row) in image.outer_iter_mut().enumerate().skip(1).take(m) {

@@ -7,6 +7,7 @@ use crate::isa::multiversion;
 use crate::{Element, Window2d};
 use rayon::prelude::*;
 use std::fmt::Debug;
+use std::ops::Range;
 
 mod sealed {
     pub trait Sealed {}
@@ -145,6 +146,40 @@ fn window_max<T: Element>(
     (best_value, (skip.0 + best.0) * kw + skip.1 + best.1)
 }
 
+/// A window cut by padding (or otherwise outside the full ones): its
+/// maximum and tap by [`window_max`], into output column `xo` of the row.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn cut_window<T: Element, I: ArgIndex>(
+    x: &[T],
+    (width, kw): (usize, usize),
+    spans: &Spans,
+    (y0, ny, skip_y): (usize, usize, usize),
+    xo: usize,
+    out_row: &mut [T],
+    arg_row: &mut [I],
+) {
+    let skip = (skip_y, spans.col_skip[xo]);
+    let (value, tap) = window_max(x, width, kw, (y0, ny), spans.cols[xo], skip);
+    out_row[xo] = value;
+    arg_row[xo] = I::from_tap(tap as u32);
+}
+
+/// Stores the full windows' maxima and taps (`best`, `at`, in whole
+/// blocks) into the row's output columns `full`.
+#[inline(always)]
+fn store_full<T: Element, I: ArgIndex>(
+    full: Range<usize>,
+    (best, at): (&[T], &[u32]),
+    out_row: &mut [T],
+    arg_row: &mut [I],
+) {
+    out_row[full.clone()].copy_from_slice(&best[..full.len()]);
+    for (a, &t) in arg_row[full].iter_mut().zip(at) {
+        *a = I::from_tap(t);
+    }
+}
+
 /// One tap of the full windows of an output row: `taps[k]` is the tap's
 /// pixel in window k. A plain loop over a whole number of blocks, which the
 /// compiler vectorises with no tail.
@@ -183,10 +218,7 @@ fn max_plane<T: Element, I: ArgIndex>(
         .zip(argmax.chunks_exact_mut(ow))
     {
         for xo in left.clone().chain(right.clone()) {
-            let skip = (skip_y, spans.col_skip[xo]);
-            let (value, tap) = window_max(x, width, kw, (y0, ny), spans.cols[xo], skip);
-            out_row[xo] = value;
-            arg_row[xo] = I::from_tap(tap as u32);
+            cut_window(x, (width, kw), spans, (y0, ny, skip_y), xo, out_row, arg_row);
         }
         if full.is_empty() {
             continue;
@@ -206,10 +238,7 @@ fn max_plane<T: Element, I: ArgIndex>(
                 }
             }
         }
-        out_row[full.clone()].copy_from_slice(&best[..full.len()]);
-        for (a, &t) in arg_row[full.clone()].iter_mut().zip(at.iter()) {
-            *a = I::from_tap(t);
-        }
+        store_full(full.clone(), (best, at), out_row, arg_row);
     }
 }
 }
@@ -243,10 +272,7 @@ fn max_plane_3x3_stride2<T: Element, I: ArgIndex>(
     {
         let cut = if ny == 3 { left.clone().chain(right.clone()) } else { (0..ow).chain(0..0) };
         for xo in cut {
-            let skip = (skip_y, spans.col_skip[xo]);
-            let (value, tap) = window_max(x, width, 3, (y0, ny), spans.cols[xo], skip);
-            out_row[xo] = value;
-            arg_row[xo] = I::from_tap(tap as u32);
+            cut_window(x, (width, 3), spans, (y0, ny, skip_y), xo, out_row, arg_row);
         }
         if ny < 3 || full.is_empty() {
             continue;
@@ -271,10 +297,7 @@ fn max_plane_3x3_stride2<T: Element, I: ArgIndex>(
             b.copy_from_slice(&value);
             a.copy_from_slice(&tap);
         }
-        out_row[full.clone()].copy_from_slice(&best[..full.len()]);
-        for (a, &t) in arg_row[full.clone()].iter_mut().zip(at.iter()) {
-            *a = I::from_tap(t);
-        }
+        store_full(full.clone(), (best, at), out_row, arg_row);
     }
 }
 }
