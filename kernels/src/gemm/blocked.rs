@@ -91,8 +91,16 @@ pub(crate) fn gemm_blocked<T: Element>(
                 let kc = kern.kc.min(k - pc);
                 let a_pack = &mut a_pack[..m.div_ceil(mr) * mr * kc];
                 let b_pack = &mut b_pack[..nc.div_ceil(nr) * nr * kc];
-                b.pack(pc..pc + kc, jc..jc + nc, nr, b_pack, parallel);
-                pack_a(a.slice(s![.., pc..pc + kc]), mr, a_pack, parallel);
+                // Both packings in one parallel step (one wait, not two).
+                let a_block = a.slice(s![.., pc..pc + kc]);
+                let mut pack_b_block = || b.pack(pc..pc + kc, jc..jc + nc, nr, b_pack, parallel);
+                let mut pack_a_block = || pack_a(a_block, mr, a_pack, parallel);
+                if parallel {
+                    rayon::join(pack_b_block, pack_a_block);
+                } else {
+                    pack_b_block();
+                    pack_a_block();
+                }
                 let (a_pack, b_pack) = (&*a_pack, &*b_pack);
                 let beta = if pc == 0 { beta } else { T::ONE };
                 let task = |(row, col, mut block): (usize, usize, ArrayViewMut2<'_, T>)| {

@@ -173,8 +173,16 @@ impl<T: Element> PackB<T> for Im2colB<'_, T> {
     fn pack(&self, rows: Range<usize>, cols: Range<usize>, nr: usize, out: &mut [T], parallel: bool) {
         let (k0, kc, n0, nc) = (rows.start, rows.len(), cols.start, cols.len());
         // Each task packs a group of whole panels, gathering each im2col row
-        // once over the group's columns and splitting it into the panels.
-        let group = (GATHER_COLUMNS / nr).max(1);
+        // once over the group's columns and splitting it into the panels;
+        // in parallel, at least one group per thread (one 512-column group
+        // left the other thread idle: 1.1× on the 7×7 ResNet convolution).
+        let panels = nc.div_ceil(nr);
+        let threads = if parallel { rayon::current_num_threads() } else { 1 };
+        let tasks = panels
+            .div_ceil((GATHER_COLUMNS / nr).max(1))
+            .max(threads)
+            .min(panels);
+        let group = panels.div_ceil(tasks);
         let panels = |(s, dst): (usize, &mut [T])| {
             let first = n0 + s * group * nr;
             let width = (group * nr).min(n0 + nc - first);

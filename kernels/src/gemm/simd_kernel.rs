@@ -13,13 +13,25 @@
 
 macro_rules! simd_kernel {
     (
-        $(#[$doc:meta])* $name:ident, $rows_name:ident, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
+        $(#[$doc:meta])* $name:ident, $rows_name:ident, b_ahead = $b_ahead:literal, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
         $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident, $mul:ident, $add:ident
     ) => {
         $crate::gemm::simd_kernel::simd_kernel!(@body
             $(#[$doc])*
             /// B: a packed micro-panel.
-            $name, (a: *const $t, b: *const $t), {}, |p, i| *a.add(p * $mr + i), |p, kc| b.add(p * $lanes * $nv), {},
+            $name, (a: *const $t, b: *const $t), {}, |p, i| *a.add(p * $mr + i), |p, kc| b.add(p * $lanes * $nv),
+            {
+                // The packed B micro-panel streams from L2: fetch the step
+                // `b_ahead` steps on (0: leave it to the hardware).
+                if $b_ahead > 0 {
+                    let next = b.wrapping_add((p + $b_ahead) * $lanes * $nv) as *const i8;
+                    let mut byte = 0;
+                    while byte < $lanes * $nv * std::mem::size_of::<$t>() {
+                        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(next.wrapping_add(byte));
+                        byte += 64;
+                    }
+                }
+            },
             $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
         $crate::gemm::simd_kernel::simd_kernel!(@body
