@@ -120,7 +120,7 @@ pub(crate) fn gemm_blocked<T: Element>(
                             // instruction set this CPU supports.
                             unsafe {
                                 let tile = base.offset(i as isize * rsc + j as isize * csc);
-                                (kern.run)(
+                                (kern.for_cols(cols))(
                                     kc,
                                     a_panel.as_ptr(),
                                     b_panel.as_ptr(),

@@ -263,7 +263,7 @@ pub(crate) fn im2col_product<T: Element>(
                             // offsets[p] (checked just above); the kernel's ISA
                             // is supported.
                             unsafe {
-                                (kern.run_rows)(
+                                (kern.rows_for_cols(cols))(
                                     kc,
                                     a_panel.as_ptr(),
                                     data.as_ptr().add(from),
@@ -288,7 +288,7 @@ pub(crate) fn im2col_product<T: Element>(
                             }
                             // SAFETY: as above, with the packed panel (kc·NR values).
                             unsafe {
-                                (kern.run)(
+                                (kern.for_cols(cols))(
                                     kc,
                                     a_panel.as_ptr(),
                                     panel.as_ptr(),

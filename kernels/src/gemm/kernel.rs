@@ -125,6 +125,33 @@ pub struct MicroKernel<T> {
     pub run: KernelFn<T>,
     /// Its twin reading B in place.
     pub run_rows: RowsKernelFn<T>,
+    /// Columns per vector of the tile.
+    pub lanes: usize,
+    /// Kernels for a narrow last panel: `narrow[v]` computes only the
+    /// first (v + 1)·`lanes` columns (same sums, no FMAs on padding), with
+    /// B's steps still NR apart; the full kernel where NR is narrower.
+    pub narrow: [(KernelFn<T>, RowsKernelFn<T>); 2],
+}
+
+impl<T> MicroKernel<T> {
+    /// The kernel for a tile of `cols` ≤ NR columns: the narrowest that
+    /// covers them.
+    pub fn for_cols(&self, cols: usize) -> KernelFn<T> {
+        self.pick(cols).0
+    }
+
+    /// [`Self::for_cols`] reading B in place.
+    pub fn rows_for_cols(&self, cols: usize) -> RowsKernelFn<T> {
+        self.pick(cols).1
+    }
+
+    fn pick(&self, cols: usize) -> (KernelFn<T>, RowsKernelFn<T>) {
+        match cols.div_ceil(self.lanes) {
+            0 | 1 => self.narrow[0],
+            2 => self.narrow[1],
+            _ => (self.run, self.run_rows),
+        }
+    }
 }
 
 /// Picks the micro-kernel of an element type for an instruction set.
@@ -174,6 +201,35 @@ macro_rules! generic {
             nc: 4096,
             run: super::kernel_generic::kernel::<$t, $mr, $nr>,
             run_rows: super::kernel_generic::kernel_rows::<$t, $mr, $nr>,
+            lanes: $nr,
+            narrow: [(
+                super::kernel_generic::kernel::<$t, $mr, $nr>,
+                super::kernel_generic::kernel_rows::<$t, $mr, $nr>,
+            ); 2],
+        }
+    };
+}
+
+/// A SIMD [`MicroKernel`] from the generic kernels `$kernel` and `$rows`
+/// of [`super::simd_kernel`] (B read packed and in place), `$nv` vectors
+/// of `$lanes` per step (`$nv` ≥ 2).
+macro_rules! simd {
+    ($isa:expr, mr: $mr:literal, nv: $nv:literal, lanes: $lanes:literal, [$mc:literal, $jb:literal, $nc:literal], $module:ident::{$kernel:ident, $rows:ident}) => {
+        MicroKernel {
+            isa: $isa,
+            mr: $mr,
+            nr: $nv * $lanes,
+            kc: 256,
+            mc: $mc,
+            jb: $jb,
+            nc: $nc,
+            run: super::$module::$kernel::<$nv>,
+            run_rows: super::$module::$rows::<$nv>,
+            lanes: $lanes,
+            narrow: [
+                (super::$module::$kernel::<1>, super::$module::$rows::<1>),
+                (super::$module::$kernel::<2>, super::$module::$rows::<2>),
+            ],
         }
     };
 }
@@ -197,14 +253,14 @@ impl HasKernels for f32 {
             Isa::Avx512 => a_rows!(
                 12,
                 32,
-                super::kernel_avx512::f32_12x32_a_rows,
+                super::kernel_avx512::f32_12x32_a_rows::<2>,
                 super::transpose::panel_f32_avx512
             ),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => a_rows!(
                 6,
                 16,
-                super::kernel_avx2::f32_6x16_a_rows,
+                super::kernel_avx2::f32_6x16_a_rows::<2>,
                 super::transpose::panel_f32_avx2
             ),
             _ => a_rows!(
@@ -223,29 +279,13 @@ impl HasKernels for f32 {
     fn kernel(isa: Isa) -> MicroKernel<f32> {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => MicroKernel {
-                isa,
-                mr: 8,
-                nr: 48,
-                kc: 256,
-                mc: 144,
-                jb: 288,
-                nc: 4608,
-                run: super::kernel_avx512::f32_8x48,
-                run_rows: super::kernel_avx512::f32_8x48_rows,
-            },
+            Isa::Avx512 => {
+                simd!(isa, mr: 8, nv: 3, lanes: 16, [144, 288, 4608], kernel_avx512::{f32_8x48, f32_8x48_rows})
+            }
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => MicroKernel {
-                isa,
-                mr: 6,
-                nr: 16,
-                kc: 256,
-                mc: 120,
-                jb: 256,
-                nc: 4096,
-                run: super::kernel_avx2::f32_6x16,
-                run_rows: super::kernel_avx2::f32_6x16_rows,
-            },
+            Isa::Avx2Fma => {
+                simd!(isa, mr: 6, nv: 2, lanes: 8, [120, 256, 4096], kernel_avx2::{f32_6x16, f32_6x16_rows})
+            }
             _ => generic!(f32, 4, 8),
         }
     }
@@ -258,14 +298,14 @@ impl HasKernels for f64 {
             Isa::Avx512 => a_rows!(
                 12,
                 16,
-                super::kernel_avx512::f64_12x16_a_rows,
+                super::kernel_avx512::f64_12x16_a_rows::<2>,
                 super::transpose::panel_f64_avx512
             ),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => a_rows!(
                 6,
                 8,
-                super::kernel_avx2::f64_6x8_a_rows,
+                super::kernel_avx2::f64_6x8_a_rows::<2>,
                 super::transpose::panel_f64_avx2
             ),
             _ => a_rows!(
@@ -284,29 +324,13 @@ impl HasKernels for f64 {
     fn kernel(isa: Isa) -> MicroKernel<f64> {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => MicroKernel {
-                isa,
-                mr: 8,
-                nr: 24,
-                kc: 256,
-                mc: 144,
-                jb: 288,
-                nc: 4608,
-                run: super::kernel_avx512::f64_8x24,
-                run_rows: super::kernel_avx512::f64_8x24_rows,
-            },
+            Isa::Avx512 => {
+                simd!(isa, mr: 8, nv: 3, lanes: 8, [144, 288, 4608], kernel_avx512::{f64_8x24, f64_8x24_rows})
+            }
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => MicroKernel {
-                isa,
-                mr: 6,
-                nr: 8,
-                kc: 256,
-                mc: 120,
-                jb: 256,
-                nc: 4096,
-                run: super::kernel_avx2::f64_6x8,
-                run_rows: super::kernel_avx2::f64_6x8_rows,
-            },
+            Isa::Avx2Fma => {
+                simd!(isa, mr: 6, nv: 2, lanes: 4, [120, 256, 4096], kernel_avx2::{f64_6x8, f64_6x8_rows})
+            }
             _ => generic!(f64, 4, 4),
         }
     }

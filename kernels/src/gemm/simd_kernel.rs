@@ -26,7 +26,7 @@ macro_rules! simd_kernel {
                 if $b_ahead > 0 {
                     let next = b.wrapping_add((p + $b_ahead) * $lanes * $nv) as *const i8;
                     let mut byte = 0;
-                    while byte < $lanes * $nv * std::mem::size_of::<$t>() {
+                    while byte < $lanes * USED * std::mem::size_of::<$t>() {
                         std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(next.wrapping_add(byte));
                         byte += 64;
                     }
@@ -49,7 +49,7 @@ macro_rules! simd_kernel {
                 const PREFETCH: usize = 8;
                 let next = b.offset(*offsets.add((p + PREFETCH).min(kc - 1))) as *const i8;
                 let mut byte = 0;
-                while byte < $lanes * $nv * std::mem::size_of::<$t>() + 63 {
+                while byte < $lanes * USED * std::mem::size_of::<$t>() + 63 {
                     std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(next.add(byte));
                     byte += 64;
                 }
@@ -70,7 +70,7 @@ macro_rules! simd_kernel {
         /// target features.
         #[target_feature(enable = $feature)]
         #[allow(clippy::too_many_arguments)]
-        pub(crate) unsafe fn $name(
+        pub(crate) unsafe fn $name<const USED: usize>(
             $kc: usize,
             $($arg: $argt,)*
             c: *mut $t,
@@ -81,8 +81,12 @@ macro_rules! simd_kernel {
             alpha: $t,
             beta: $t,
         ) {
+            // USED < NR/lanes: a narrow last panel, of which only the first
+            // USED vectors are read and computed — the full kernel's sums
+            // for those columns, without the FMAs on padding.
             const NR: usize = $lanes * $nv;
-            let mut acc: [[$vec; $nv]; $mr] = [[$zero(); $nv]; $mr];
+            const { assert!(USED >= 1 && USED <= $nv) };
+            let mut acc: [[$vec; USED]; $mr] = [[$zero(); USED]; $mr];
             $($setup)*
             for $p in 0..$kc {
                 // SAFETY: p < kc, and the caller guarantees step p's MR
@@ -91,7 +95,7 @@ macro_rules! simd_kernel {
                 unsafe {
                     let bp = $b_step;
                     $prefetch
-                    let mut bv: [$vec; $nv] = [$zero(); $nv];
+                    let mut bv: [$vec; USED] = [$zero(); USED];
                     for (v, slot) in bv.iter_mut().enumerate() {
                         *slot = $load(bp.add(v * $lanes));
                     }
@@ -105,7 +109,7 @@ macro_rules! simd_kernel {
             }
             let alpha_v = $set1(alpha);
             let beta_v = $set1(beta);
-            if rows == $mr && cols == NR && csc == 1 {
+            if rows == $mr && cols == USED * $lanes && csc == 1 {
                 for (i, row) in acc.iter().enumerate() {
                     for (v, &value) in row.iter().enumerate() {
                         // SAFETY: a full tile with unit column stride: row i,
