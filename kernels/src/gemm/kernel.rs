@@ -24,6 +24,7 @@
 //! bound the loop. KC is chosen so a B micro-panel (KC·NR) stays in the
 //! 48 KiB L1, MC so an A block (MC·KC) stays in L2.
 
+use super::gather::GatherFn;
 use crate::isa::Isa;
 use crate::Element;
 
@@ -162,6 +163,9 @@ pub trait HasKernels: Sized {
     /// The best kernel reading A in place usable with `isa`.
     fn a_rows_kernel(isa: Isa) -> ARowsKernel<Self>;
 
+    /// The best packing gather usable with `isa`.
+    fn gather(isa: Isa) -> GatherFn<Self>;
+
     /// Runs `f` with this thread's two packing buffers (see
     /// [`with_thread_buffers`]).
     fn with_pack_buffers<R>(f: impl FnOnce(&mut Vec<Self>, &mut Vec<Self>) -> R) -> R;
@@ -247,6 +251,14 @@ macro_rules! a_rows {
 }
 
 impl HasKernels for f32 {
+    fn gather(isa: Isa) -> GatherFn<f32> {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => super::gather::gather_f32_avx512,
+            _ => super::gather::gather_generic::<f32>,
+        }
+    }
+
     fn a_rows_kernel(isa: Isa) -> ARowsKernel<f32> {
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -292,6 +304,14 @@ impl HasKernels for f32 {
 }
 
 impl HasKernels for f64 {
+    fn gather(isa: Isa) -> GatherFn<f64> {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => super::gather::gather_f64_avx512,
+            _ => super::gather::gather_generic::<f64>,
+        }
+    }
+
     fn a_rows_kernel(isa: Isa) -> ARowsKernel<f64> {
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -340,6 +360,11 @@ impl HasKernels for f64 {
 /// [`crate::isa::selected`].
 pub(crate) fn selected<T: Element>() -> MicroKernel<T> {
     T::kernel(crate::isa::selected())
+}
+
+/// The packing gather for `T`, of the same instruction set.
+pub(crate) fn selected_gather<T: Element>() -> GatherFn<T> {
+    T::gather(crate::isa::selected())
 }
 
 /// The kernel reading A in place for `T`, of the same instruction set.

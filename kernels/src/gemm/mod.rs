@@ -25,6 +25,7 @@
 mod blocked;
 mod direct;
 mod direct_transposed;
+mod gather;
 pub(crate) mod kernel;
 mod kernel_avx2;
 mod kernel_avx512;
