@@ -455,7 +455,10 @@ impl<T: Element> DxRoute<T> {
         // weights; others take the column route, which has exactly the
         // reference's terms.
         let filters = w.as_slice().expect("standard layout");
-        let Some(geom) = flipped_geometry(&plan.geom).filter(|_| all_finite(filters)) else {
+        // Both passes over the weights run in parallel (9 MB on the 7×7
+        // ResNet layer: 1.1× on its backward, 1.09× on the 14×14's).
+        let finite = || filters.par_chunks(FINITE_CHUNK).all(all_finite);
+        let Some(geom) = flipped_geometry(&plan.geom).filter(|_| finite()) else {
             return DxRoute::Col2im;
         };
         let (cg, fg, taps) = (plan.cg(), plan.fg(), plan.geom.kernel_len());
@@ -466,7 +469,7 @@ impl<T: Element> DxRoute<T> {
         const FLIP_BLOCK: usize = 32;
         let width = fg * taps;
         let rows = flipped.as_slice_mut().expect("fresh array");
-        for (block, rows) in rows.chunks_mut(FLIP_BLOCK * width.max(1)).enumerate() {
+        let flip_block = |(block, rows): (usize, &mut [T])| {
             for f0 in (0..fg).step_by(FLIP_BLOCK) {
                 for (i, row) in rows.chunks_exact_mut(width).enumerate() {
                     let c = block * FLIP_BLOCK + i;
@@ -478,10 +481,16 @@ impl<T: Element> DxRoute<T> {
                     }
                 }
             }
-        }
+        };
+        rows.par_chunks_mut(FLIP_BLOCK * width.max(1))
+            .enumerate()
+            .for_each(flip_block);
         DxRoute::Flipped { w: flipped, geom }
     }
 }
+
+/// Values per parallel task of the weights' finiteness check.
+const FINITE_CHUNK: usize = 1 << 16;
 
 /// Whether every value is finite (no early exit: the compiler vectorises
 /// it).

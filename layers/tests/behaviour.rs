@@ -527,6 +527,34 @@ fn non_finite_values_follow_the_policy() {
     assert!(out.iter().all(|v| v.is_nan() || *v == f32::INFINITY));
     assert!(out[[0, 0, 1, 1]] == f32::INFINITY); // the window without padding
 
+    // Backward with an infinite weight (in the weights' last part, past
+    // the first chunk of their finiteness check): dx has the reference's
+    // infinities and no NaN (the padding's zeros never meet the weight).
+    let x = Array::from_shape_fn((1, 64, 6, 6), |(_, c, i, j)| {
+        ((c * 7 + i * 3 + j) % 11) as f64 - 5.0
+    });
+    let mut w = Array::from_shape_fn((128, 64, 3, 3), |(f, c, i, j)| {
+        ((f + c * 5 + i + j * 2) % 13) as f64 * 0.1 - 0.6
+    });
+    w[[127, 63, 2, 2]] = f64::INFINITY;
+    let params = conv::ConvParams::new(1, 1);
+    let (out, cache) = conv::forward(x.view(), w.view(), Array1::zeros(128).view(), &params).unwrap();
+    let dout = Array::from_shape_fn(out.raw_dim(), |(_, f, i, j)| ((f + i * 2 + j) % 5) as f64 + 1.0);
+    let dx = conv::backward(dout.view(), &cache).unwrap().dx;
+    let (expected, _, _) =
+        reference::conv_backward(dout.view(), x.view(), w.view(), &reference::ConvParams::new(1, 1));
+    assert!(expected.iter().any(|v| v.is_infinite()));
+    for (&got, &want) in dx.iter().zip(&expected) {
+        if want.is_finite() {
+            assert!(
+                (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+                "dx {got} vs {want}"
+            );
+        } else {
+            assert_eq!(got, want, "dx: a non-finite value differs");
+        }
+    }
+
     // Optimizers: a NaN gradient makes the weight NaN, nothing else.
     let mut wt = array![1.0f32, 2.0];
     optim::Adam::default()
