@@ -298,6 +298,12 @@ fn check_pool<T: Real>(p: &Pool, raw: &[f64], ties: bool) {
     let mut dx32 = vec![<T as Element>::from_f64(3.0); x.len()];
     max_pool2d_backward(dout.as_slice().unwrap(), &arg32, p.planes, &geom, &mut dx32).unwrap();
     assert_eq!(bits_of(&dx), bits_of(&dx32));
+    let fresh = max_pool2d_backward_vec(dout.as_slice().unwrap(), &arg, p.planes, &geom).unwrap();
+    assert_eq!(
+        bits_of(&fresh),
+        bits_of(&dx),
+        "max pool backward into a new vector"
+    );
     let expected = reference::max_pool_backward(dout.view(), x.view(), &rp);
     let bound = reference::max_pool_backward(dout.mapv(|v| reference::Real::abs(v)).view(), x.view(), &rp);
     assert_within(
@@ -321,6 +327,12 @@ fn check_pool<T: Real>(p: &Pool, raw: &[f64], ties: bool) {
             geom.kernel_len(),
         );
         avg_pool2d_backward(dout.as_slice().unwrap(), p.planes, &geom, include, &mut dx).unwrap();
+        let fresh = avg_pool2d_backward_vec(dout.as_slice().unwrap(), p.planes, &geom, include).unwrap();
+        assert_eq!(
+            bits_of(&fresh),
+            bits_of(&dx),
+            "avg pool backward into a new vector"
+        );
         let shape = [1, p.planes, h, w];
         let expected = reference::avg_pool_backward(dout.view(), shape, &rp, include);
         let bound =
@@ -441,6 +453,9 @@ fn kernels_are_deterministic_across_thread_counts() {
         let (mut dx, mut dxa) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
         max_pool2d_backward(&avg, &arg, planes, &pg, &mut dx).unwrap();
         avg_pool2d_backward(&out, planes, &pg, true, &mut dxa).unwrap();
+        let fresh = max_pool2d_backward_vec(&avg, &arg, planes, &pg).unwrap();
+        let fresh_avg = avg_pool2d_backward_vec(&out, planes, &pg, true).unwrap();
+        assert_eq!((bits(&fresh), bits(&fresh_avg)), (bits(&dx), bits(&dxa)));
         (bits(&out), arg, bits(&avg), bits(&dx), bits(&dxa))
     });
 }
@@ -567,12 +582,38 @@ fn bad_buffers_are_errors() {
         matches!(bad, Err(Error::Parameter { arg: "argmax", .. })),
         "{bad:?}"
     );
+    let bad = max_pool2d_backward_vec(&[1.0f32], &[4u8], 1, &pg);
+    assert!(
+        matches!(bad, Err(Error::Parameter { arg: "argmax", .. })),
+        "{bad:?}"
+    );
+    let short = max_pool2d_backward_vec(&[1.0f32, 2.0], &[0u8], 2, &pg);
+    assert!(
+        matches!(short, Err(Error::Shape { arg: "argmax", .. })),
+        "{short:?}"
+    );
+    let short = avg_pool2d_backward_vec(&[1.0f32], 2, &pg, true);
+    assert!(
+        matches!(short, Err(Error::Shape { arg: "dout", .. })),
+        "{short:?}"
+    );
+    let not_pooling = Window2d::new([4, 4], [2, 2], [2, 2], [0, 0], [2, 2]).unwrap();
+    let bad = avg_pool2d_backward_vec(&[1.0f32], 1, &not_pooling, true);
+    assert!(
+        matches!(bad, Err(Error::Parameter { arg: "geom", .. })),
+        "{bad:?}"
+    );
     // A tap on the padding of a border window (tap 0 of the top-left 3×3
     // window with pad 1), and a tap beyond the window.
     let padded = Window2d::pooling([4, 4], [3, 3], [2, 2], [1, 1]).unwrap();
     let mut dx = [0.0f32; 16];
     for tap in [0u8, 9] {
         let bad = max_pool2d_backward(&[1.0f32; 4], &[tap, 4, 4, 4], 1, &padded, &mut dx);
+        let fresh = max_pool2d_backward_vec(&[1.0f32; 4], &[tap, 4, 4, 4], 1, &padded);
+        assert_eq!(
+            fresh.unwrap_err().to_string(),
+            bad.as_ref().unwrap_err().to_string()
+        );
         assert_eq!(
             bad.unwrap_err().to_string(),
             format!("argmax: expected taps < 9 that fall on a real pixel of their 3×3 window, got {tap}")

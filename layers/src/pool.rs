@@ -22,8 +22,8 @@
 use crate::{check, Element, Result};
 use ndarray::{Array4, ArrayView4};
 use patchwise_kernels::{
-    avg_pool2d_backward, avg_pool2d_forward, checked_product, max_pool2d_backward, max_pool2d_forward,
-    ArgIndex, Window2d,
+    avg_pool2d_backward_vec, avg_pool2d_forward, checked_product, max_pool2d_backward_vec,
+    max_pool2d_forward, ArgIndex, Window2d,
 };
 
 /// The seed's `pool_param` (pool_height, pool_width, stride), extended with
@@ -118,11 +118,12 @@ impl ArgMax {
         })
     }
 
-    fn backward<T: Element>(&self, dout: &[T], planes: usize, geom: &Window2d, dx: &mut [T]) -> Result<()> {
+    /// dx (planes·H·W) from `dout`, made plane by plane.
+    fn backward<T: Element>(&self, dout: &[T], planes: usize, geom: &Window2d) -> Result<Vec<T>> {
         match self {
-            ArgMax::Byte(a) => max_pool2d_backward(dout, a, planes, geom, dx),
-            ArgMax::Short(a) => max_pool2d_backward(dout, a, planes, geom, dx),
-            ArgMax::Word(a) => max_pool2d_backward(dout, a, planes, geom, dx),
+            ArgMax::Byte(a) => max_pool2d_backward_vec(dout, a, planes, geom),
+            ArgMax::Short(a) => max_pool2d_backward_vec(dout, a, planes, geom),
+            ArgMax::Word(a) => max_pool2d_backward_vec(dout, a, planes, geom),
         }
     }
 }
@@ -183,16 +184,12 @@ fn output_shape(input: [usize; 4], geom: &Window2d) -> [usize; 4] {
 /// [`crate::Error::Shape`] if dout is not the forward output's shape.
 pub fn max_backward<T: Element>(dout: ArrayView4<'_, T>, cache: &MaxPoolCache) -> Result<Array4<T>> {
     check::shape("dout", dout.shape(), &output_shape(cache.input, &cache.geom))?;
-    let mut dx = crate::output::zeros(cache.input);
     let dout = dout.as_standard_layout();
     let planes = cache.input[0] * cache.input[1];
-    cache.argmax.backward(
-        dout.as_slice().expect("standard layout"),
-        planes,
-        &cache.geom,
-        dx.as_slice_mut().expect("fresh array"),
-    )?;
-    Ok(dx)
+    let dx = cache
+        .argmax
+        .backward(dout.as_slice().expect("standard layout"), planes, &cache.geom)?;
+    Ok(Array4::from_shape_vec(cache.input, dx).expect("N·C·H·W values"))
 }
 
 /// Average-pooling forward pass.
@@ -229,14 +226,12 @@ pub fn avg_forward<T: Element>(
 /// [`crate::Error::Shape`] if dout is not the forward output's shape.
 pub fn avg_backward<T: Element>(dout: ArrayView4<'_, T>, cache: &AvgPoolCache) -> Result<Array4<T>> {
     check::shape("dout", dout.shape(), &output_shape(cache.input, &cache.geom))?;
-    let mut dx = crate::output::zeros(cache.input);
     let dout = dout.as_standard_layout();
-    avg_pool2d_backward(
+    let dx = avg_pool2d_backward_vec(
         dout.as_slice().expect("standard layout"),
         cache.input[0] * cache.input[1],
         &cache.geom,
         cache.count_include_pad,
-        dx.as_slice_mut().expect("fresh array"),
     )?;
-    Ok(dx)
+    Ok(Array4::from_shape_vec(cache.input, dx).expect("N·C·H·W values"))
 }

@@ -168,6 +168,44 @@ pub fn avg_pool2d_backward<T: Element>(
     Ok(())
 }
 
+/// [`avg_pool2d_backward`] into a new vector (planes·H·W), each plane made
+/// while in cache: no zero-filled array written to memory first.
+///
+/// # Errors
+/// As [`avg_pool2d_backward`].
+///
+/// ```
+/// use patchwise_kernels::{avg_pool2d_backward_vec, Window2d};
+/// let g = Window2d::pooling([2, 2], [2, 2], [2, 2], [0, 0]).unwrap();
+/// let dx = avg_pool2d_backward_vec(&[4.0f32], 1, &g, true).unwrap();
+/// assert_eq!(dx, [1.0; 4]);
+/// ```
+pub fn avg_pool2d_backward_vec<T: Element>(
+    dout: &[T],
+    planes: usize,
+    geom: &Window2d,
+    count_include_pad: bool,
+) -> Result<Vec<T>> {
+    let (in_len, out_len) = plane_counts(planes, geom)?;
+    check_len("dout", dout.len(), planes * out_len)?;
+    if out_len == 0 {
+        return Ok(vec![T::ZERO; planes * in_len]);
+    }
+    let two_by_two = is_2x2_stride2(geom);
+    let spans = Spans::new(geom);
+    let work = planes * (in_len + out_len);
+    super::fresh_planes(planes, in_len, work, |p, dx| {
+        let dout = &dout[p * out_len..][..out_len];
+        if two_by_two {
+            avg_plane_backward_2x2_stride2(dout, geom, dx);
+        } else {
+            let mut scratch = (vec![T::ZERO; spans.cols.len()], vec![T::ZERO; geom.input()[1]]);
+            avg_plane_backward(dout, geom, &spans, count_include_pad, &mut scratch, dx);
+        }
+        Ok(())
+    })
+}
+
 multiversion! {
 /// Average-pooling backward of one plane, separably: per output row, its
 /// windows' shares spread over their columns (a column's windows added in

@@ -341,38 +341,95 @@ pub fn max_pool2d_backward<T: Element, I: ArgIndex>(
     geom: &Window2d,
     dx: &mut [T],
 ) -> Result<()> {
-    let (in_len, out_len) = plane_counts(planes, geom)?;
-    check_len("dout", dout.len(), planes * out_len)?;
-    check_len("argmax", argmax.len(), planes * out_len)?;
+    let backward = Backward::new(dout, argmax, planes, geom)?;
+    let (in_len, _) = plane_counts(planes, geom)?;
     check_len("dx", dx.len(), planes * in_len)?;
-    if planes == 0 {
+    if planes == 0 || in_len == 0 {
         return Ok(());
     }
-    let non_overlapping = is_2x2_stride2(geom);
-    if non_overlapping {
-        // A branch-free scan the compiler vectorises; the search only when
-        // it fails.
-        if argmax.iter().fold(false, |bad, a| bad | (a.tap() >= 4)) {
-            let bad = argmax.iter().find(|a| a.tap() >= 4).expect("found by the scan");
-            return Err(bad_tap(geom, bad));
-        }
-    }
-    let scatter = (!non_overlapping).then(|| Scatter::new(geom));
-    let run = |(dx, (dout, arg)): (&mut [T], (&[T], &[I]))| match &scatter {
-        None => {
-            max_plane_backward_2x2_stride2(dout, arg, geom, dx);
-            Ok(())
-        }
-        Some(scatter) => scatter.plane(dout, arg, geom, dx),
-    };
     if dx.len() < PARALLEL_MIN_ELEMENTS || rayon::current_num_threads() == 1 {
         dx.chunks_mut(in_len)
-            .zip(dout.chunks(out_len).zip(argmax.chunks(out_len)))
-            .try_for_each(run)
+            .enumerate()
+            .try_for_each(|(p, dx)| backward.plane(p, (dx, false)))
     } else {
         dx.par_chunks_mut(in_len)
-            .zip(dout.par_chunks(out_len).zip(argmax.par_chunks(out_len)))
-            .try_for_each(run)
+            .enumerate()
+            .try_for_each(|(p, dx)| backward.plane(p, (dx, false)))
+    }
+}
+
+/// [`max_pool2d_backward`] into a new vector (planes·H·W), each plane made
+/// while in cache: no zero-filled array written to memory first.
+///
+/// # Errors
+/// As [`max_pool2d_backward`].
+///
+/// ```
+/// use patchwise_kernels::{max_pool2d_backward_vec, Window2d};
+/// let g = Window2d::pooling([2, 2], [2, 2], [2, 2], [0, 0]).unwrap();
+/// // One window, its maximum at tap 3 (bottom right).
+/// let dx = max_pool2d_backward_vec(&[5.0f32], &[3u8], 1, &g).unwrap();
+/// assert_eq!(dx, [0.0, 0.0, 0.0, 5.0]);
+/// ```
+pub fn max_pool2d_backward_vec<T: Element, I: ArgIndex>(
+    dout: &[T],
+    argmax: &[I],
+    planes: usize,
+    geom: &Window2d,
+) -> Result<Vec<T>> {
+    let backward = Backward::new(dout, argmax, planes, geom)?;
+    let (in_len, _) = plane_counts(planes, geom)?;
+    super::fresh_planes(planes, in_len, planes * in_len, |p, dx| {
+        backward.plane(p, (dx, true))
+    })
+}
+
+/// A checked max-pooling backward pass, plane by plane.
+struct Backward<'a, T, I> {
+    dout: &'a [T],
+    argmax: &'a [I],
+    geom: &'a Window2d,
+    out_len: usize,
+    /// The general pass's tables; None for 2×2 / stride 2.
+    scatter: Option<Scatter>,
+}
+
+impl<'a, T: Element, I: ArgIndex> Backward<'a, T, I> {
+    /// Checks the lengths (and for 2×2 / stride 2, the taps: the general
+    /// pass checks them as it goes).
+    fn new(dout: &'a [T], argmax: &'a [I], planes: usize, geom: &'a Window2d) -> Result<Self> {
+        let (_, out_len) = plane_counts(planes, geom)?;
+        check_len("dout", dout.len(), planes * out_len)?;
+        check_len("argmax", argmax.len(), planes * out_len)?;
+        let non_overlapping = is_2x2_stride2(geom);
+        if non_overlapping {
+            // A branch-free scan the compiler vectorises; the search only when
+            // it fails.
+            if argmax.iter().fold(false, |bad, a| bad | (a.tap() >= 4)) {
+                let bad = argmax.iter().find(|a| a.tap() >= 4).expect("found by the scan");
+                return Err(bad_tap(geom, bad));
+            }
+        }
+        Ok(Self {
+            dout,
+            argmax,
+            geom,
+            out_len,
+            scatter: (!non_overlapping).then(|| Scatter::new(geom)),
+        })
+    }
+
+    /// Overwrites plane `p` of dx (all zeros already if `zeroed`).
+    fn plane(&self, p: usize, (dx, zeroed): (&mut [T], bool)) -> Result<()> {
+        let n = self.out_len;
+        let (dout, arg) = (&self.dout[p * n..][..n], &self.argmax[p * n..][..n]);
+        match &self.scatter {
+            None => {
+                max_plane_backward_2x2_stride2(dout, arg, self.geom, dx);
+                Ok(())
+            }
+            Some(scatter) => scatter.plane(dout, arg, self.geom, (dx, zeroed)),
+        }
     }
 }
 
@@ -406,16 +463,19 @@ impl Scatter {
         }
     }
 
-    /// Backward of one plane: zero it, then add each `dout` at its arg-max
-    /// (the plane stays in cache between the two).
+    /// Backward of one plane: zero it (unless it arrives `zeroed`), then add
+    /// each `dout` at its arg-max (the plane stays in cache between the
+    /// two).
     fn plane<T: Element, I: ArgIndex>(
         &self,
         dout: &[T],
         argmax: &[I],
         geom: &Window2d,
-        dx: &mut [T],
+        (dx, zeroed): (&mut [T], bool),
     ) -> Result<()> {
-        dx.fill(T::ZERO);
+        if !zeroed {
+            dx.fill(T::ZERO);
+        }
         let (width, spans) = (geom.input()[1], &self.spans);
         let ow = spans.cols.len();
         for (((&(y0, ny), &skip_y), dout_row), arg_row) in spans
