@@ -32,6 +32,6 @@ pub use geometry::Window2d;
 pub use im2col::{col2im, col2im_batch, col2im_rows, im2col, im2col_batch};
 pub use isa::{selected as selected_isa, Isa};
 pub use pool::{
-    avg_pool2d_backward, avg_pool2d_backward_vec, avg_pool2d_forward, max_pool2d_backward,
-    max_pool2d_backward_vec, max_pool2d_forward, ArgIndex,
+    avg_pool2d_backward, avg_pool2d_backward_vec, avg_pool2d_forward, avg_pool2d_forward_vec,
+    max_pool2d_backward, max_pool2d_backward_vec, max_pool2d_forward, max_pool2d_forward_vec, ArgIndex,
 };

@@ -279,6 +279,12 @@ fn check_pool<T: Real>(p: &Pool, raw: &[f64], ties: bool) {
     assert!(arg.iter().zip(&arg32).all(|(&a, &b)| u32::from(a) == b));
     assert_eq!(bits_of(&out), bits_of(&out16));
     assert_eq!(bits_of(&out), bits_of(&out32));
+    let (fresh, fresh_arg) = max_pool2d_forward_vec::<T, u8>(x.as_slice().unwrap(), p.planes, &geom).unwrap();
+    assert_eq!(
+        (bits_of(&fresh), fresh_arg),
+        (bits_of(&out), arg.clone()),
+        "max pool forward into new vectors"
+    );
     let expected = reference::max_pool_forward(x.view(), &rp);
     let same = |a: &T, b: &T| a == b || (reference::Real::is_nan(*a) && reference::Real::is_nan(*b));
     assert!(
@@ -317,6 +323,12 @@ fn check_pool<T: Real>(p: &Pool, raw: &[f64], ties: bool) {
     for include in [false, true] {
         let mut out = vec![<T as Element>::ZERO; n_out];
         avg_pool2d_forward(x.as_slice().unwrap(), p.planes, &geom, include, &mut out).unwrap();
+        let fresh = avg_pool2d_forward_vec(x.as_slice().unwrap(), p.planes, &geom, include).unwrap();
+        assert_eq!(
+            bits_of(&fresh),
+            bits_of(&out),
+            "avg pool forward into a new vector"
+        );
         let expected = reference::avg_pool_forward(x.view(), &rp, include);
         let bound = reference::avg_pool_forward(x.mapv(|v| reference::Real::abs(v)).view(), &rp, include);
         assert_within(
@@ -456,6 +468,12 @@ fn kernels_are_deterministic_across_thread_counts() {
         let fresh = max_pool2d_backward_vec(&avg, &arg, planes, &pg).unwrap();
         let fresh_avg = avg_pool2d_backward_vec(&out, planes, &pg, true).unwrap();
         assert_eq!((bits(&fresh), bits(&fresh_avg)), (bits(&dx), bits(&dxa)));
+        let (fresh_out, fresh_arg) = max_pool2d_forward_vec::<f32, u8>(&x, planes, &pg).unwrap();
+        let fresh_avg_out = avg_pool2d_forward_vec(&x, planes, &pg, false).unwrap();
+        assert_eq!(
+            (bits(&fresh_out), &fresh_arg, bits(&fresh_avg_out)),
+            (bits(&out), &arg, bits(&avg))
+        );
         (bits(&out), arg, bits(&avg), bits(&dx), bits(&dxa))
     });
 }
@@ -597,6 +615,10 @@ fn bad_buffers_are_errors() {
         matches!(short, Err(Error::Shape { arg: "dout", .. })),
         "{short:?}"
     );
+    let short = max_pool2d_forward_vec::<f32, u8>(&[1.0; 3], 1, &pg);
+    assert!(matches!(short, Err(Error::Shape { arg: "x", .. })), "{short:?}");
+    let short = avg_pool2d_forward_vec(&[1.0f32; 5], 2, &pg, true);
+    assert!(matches!(short, Err(Error::Shape { arg: "x", .. })), "{short:?}");
     let not_pooling = Window2d::new([4, 4], [2, 2], [2, 2], [0, 0], [2, 2]).unwrap();
     let bad = avg_pool2d_backward_vec(&[1.0f32], 1, &not_pooling, true);
     assert!(
@@ -621,6 +643,10 @@ fn bad_buffers_are_errors() {
     }
     // An index type too narrow for the window: 17×16 = 272 taps in a u8.
     let wide = Window2d::pooling([17, 16], [17, 16], [1, 1], [0, 0]).unwrap();
+    assert!(matches!(
+        max_pool2d_forward_vec::<f32, u8>(&[0.0f32; 272], 1, &wide),
+        Err(Error::Parameter { arg: "argmax", .. })
+    ));
     assert!(matches!(
         max_pool2d_forward(&[0.0f32; 272], 1, &wide, &mut [0.0], &mut [0u8]),
         Err(Error::Parameter { arg: "argmax", .. })

@@ -22,8 +22,8 @@
 use crate::{check, Element, Result};
 use ndarray::{Array4, ArrayView4};
 use patchwise_kernels::{
-    avg_pool2d_backward_vec, avg_pool2d_forward, checked_product, max_pool2d_backward_vec,
-    max_pool2d_forward, ArgIndex, Window2d,
+    avg_pool2d_backward_vec, avg_pool2d_forward_vec, checked_product, max_pool2d_backward_vec,
+    max_pool2d_forward_vec, Window2d,
 };
 
 /// The seed's `pool_param` (pool_height, pool_width, stride), extended with
@@ -96,25 +96,18 @@ enum ArgMax {
 }
 
 impl ArgMax {
-    /// Max-pools `x` into `out`, recording the arg-max.
-    fn forward<T: Element>(x: &[T], planes: usize, geom: &Window2d, out: &mut [T]) -> Result<Self> {
-        fn run<T: Element, I: ArgIndex>(
-            x: &[T],
-            planes: usize,
-            geom: &Window2d,
-            out: &mut [T],
-        ) -> Result<Vec<I>> {
-            let mut argmax = vec![I::default(); out.len()];
-            max_pool2d_forward(x, planes, geom, out, &mut argmax)?;
-            Ok(argmax)
-        }
+    /// Max-pools `x` into a new vector, recording the arg-max.
+    fn forward<T: Element>(x: &[T], planes: usize, geom: &Window2d) -> Result<(Vec<T>, Self)> {
         let taps = geom.kernel_len();
         Ok(if taps <= 1 << 8 {
-            ArgMax::Byte(run(x, planes, geom, out)?)
+            let (out, arg) = max_pool2d_forward_vec(x, planes, geom)?;
+            (out, ArgMax::Byte(arg))
         } else if taps <= 1 << 16 {
-            ArgMax::Short(run(x, planes, geom, out)?)
+            let (out, arg) = max_pool2d_forward_vec(x, planes, geom)?;
+            (out, ArgMax::Short(arg))
         } else {
-            ArgMax::Word(run(x, planes, geom, out)?)
+            let (out, arg) = max_pool2d_forward_vec(x, planes, geom)?;
+            (out, ArgMax::Word(arg))
         })
     }
 
@@ -136,13 +129,13 @@ pub struct AvgPoolCache {
     count_include_pad: bool,
 }
 
-fn setup<T: Element>(x: &ArrayView4<'_, T>, params: &PoolParams) -> Result<(Window2d, usize, Array4<T>)> {
+fn setup<T: Element>(x: &ArrayView4<'_, T>, params: &PoolParams) -> Result<(Window2d, usize, [usize; 4])> {
     let (n, c, h, w) = x.dim();
     let geom = params.geometry(h, w)?;
     let planes = checked_product("N·C planes", &[n, c])?;
     checked_product("output elements", &[planes, geom.output_len()])?;
     let [oh, ow] = geom.output();
-    Ok((geom, planes, crate::output::zeros((n, c, oh, ow))))
+    Ok((geom, planes, [n, c, oh, ow]))
 }
 
 /// Max-pooling forward pass.
@@ -155,14 +148,10 @@ pub fn max_forward<T: Element>(
     x: ArrayView4<'_, T>,
     params: &PoolParams,
 ) -> Result<(Array4<T>, MaxPoolCache)> {
-    let (geom, planes, mut out) = setup(&x, params)?;
+    let (geom, planes, shape) = setup(&x, params)?;
     let x_std = x.as_standard_layout();
-    let argmax = ArgMax::forward(
-        x_std.as_slice().expect("standard layout"),
-        planes,
-        &geom,
-        out.as_slice_mut().expect("fresh array"),
-    )?;
+    let (values, argmax) = ArgMax::forward(x_std.as_slice().expect("standard layout"), planes, &geom)?;
+    let out = Array4::from_shape_vec(shape, values).expect("N·C·OH·OW values");
     let (n, c, h, w) = x.dim();
     Ok((
         out,
@@ -200,15 +189,15 @@ pub fn avg_forward<T: Element>(
     x: ArrayView4<'_, T>,
     params: &PoolParams,
 ) -> Result<(Array4<T>, AvgPoolCache)> {
-    let (geom, planes, mut out) = setup(&x, params)?;
+    let (geom, planes, shape) = setup(&x, params)?;
     let x_std = x.as_standard_layout();
-    avg_pool2d_forward(
+    let values = avg_pool2d_forward_vec(
         x_std.as_slice().expect("standard layout"),
         planes,
         &geom,
         params.count_include_pad,
-        out.as_slice_mut().expect("fresh array"),
     )?;
+    let out = Array4::from_shape_vec(shape, values).expect("N·C·OH·OW values");
     let (n, c, h, w) = x.dim();
     Ok((
         out,

@@ -32,29 +32,69 @@ pub fn avg_pool2d_forward<T: Element>(
     let (in_len, out_len) = plane_counts(planes, geom)?;
     check_len("x", x.len(), planes * in_len)?;
     check_len("out", out.len(), planes * out_len)?;
-    let width = geom.input()[1];
     let mut no_aux = vec![(); out.len()];
-    if is_2x2_stride2(geom) {
-        // Every window full: a straight pass over row pairs (vectorisable),
-        // summing in the same order as the general path (column sums, then
-        // the columns from zero).
-        let ow = geom.output()[1];
-        for_each_plane(
-            (x, in_len),
-            (out, &mut no_aux, out_len),
-            || (),
-            |_, x, out, _| avg_plane_2x2_stride2(x, width, ow, out),
-        );
-        return Ok(());
-    }
     let spans = Spans::new(geom);
     for_each_plane(
         (x, in_len),
         (out, &mut no_aux, out_len),
         || Scratch::new(geom, &spans),
-        |scratch, x, out, _| avg_plane(x, geom, &spans, count_include_pad, scratch, out),
+        |scratch, x, out, _| forward_plane(x, geom, &spans, count_include_pad, scratch, out),
     );
     Ok(())
+}
+
+/// [`avg_pool2d_forward`] into a new vector, each plane made while in
+/// cache: no zero-filled array written to memory first.
+///
+/// # Errors
+/// As [`avg_pool2d_forward`].
+///
+/// ```
+/// use patchwise_kernels::{avg_pool2d_forward_vec, Window2d};
+/// let g = Window2d::pooling([2, 2], [2, 2], [2, 2], [0, 0]).unwrap();
+/// let out = avg_pool2d_forward_vec(&[1.0f32, 4.0, 3.0, 2.0], 1, &g, true).unwrap();
+/// assert_eq!(out, [2.5]);
+/// ```
+pub fn avg_pool2d_forward_vec<T: Element>(
+    x: &[T],
+    planes: usize,
+    geom: &Window2d,
+    count_include_pad: bool,
+) -> Result<Vec<T>> {
+    let (in_len, out_len) = plane_counts(planes, geom)?;
+    check_len("x", x.len(), planes * in_len)?;
+    let spans = Spans::new(geom);
+    let (out, _) = super::fresh_planes(
+        (planes, planes * (in_len + out_len)),
+        (out_len, T::ZERO),
+        (1, ()),
+        || Scratch::new(geom, &spans),
+        |scratch, p, out, _| {
+            let x = &x[p * in_len..][..in_len];
+            forward_plane(x, geom, &spans, count_include_pad, scratch, out);
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// The forward pass of one plane, by the fastest path for `geom`: 2×2 /
+/// stride 2 (every window full) in a straight pass over row pairs
+/// (vectorisable), summing in the same order as the general path (column
+/// sums, then the columns from zero).
+fn forward_plane<T: Element>(
+    x: &[T],
+    geom: &Window2d,
+    spans: &Spans,
+    include: bool,
+    scratch: &mut Scratch<T>,
+    out: &mut [T],
+) {
+    if is_2x2_stride2(geom) {
+        avg_plane_2x2_stride2(x, geom.input()[1], geom.output()[1], out);
+    } else {
+        avg_plane(x, geom, spans, include, scratch, out);
+    }
 }
 
 multiversion! {
@@ -194,16 +234,23 @@ pub fn avg_pool2d_backward_vec<T: Element>(
     let two_by_two = is_2x2_stride2(geom);
     let spans = Spans::new(geom);
     let work = planes * (in_len + out_len);
-    super::fresh_planes(planes, in_len, work, |p, dx| {
-        let dout = &dout[p * out_len..][..out_len];
-        if two_by_two {
-            avg_plane_backward_2x2_stride2(dout, geom, dx);
-        } else {
-            let mut scratch = (vec![T::ZERO; spans.cols.len()], vec![T::ZERO; geom.input()[1]]);
-            avg_plane_backward(dout, geom, &spans, count_include_pad, &mut scratch, dx);
-        }
-        Ok(())
-    })
+    let scratch = || (vec![T::ZERO; spans.cols.len()], vec![T::ZERO; geom.input()[1]]);
+    let (dx, _) = super::fresh_planes(
+        (planes, work),
+        (in_len, T::ZERO),
+        (1, ()),
+        scratch,
+        |scratch, p, dx, _| {
+            let dout = &dout[p * out_len..][..out_len];
+            if two_by_two {
+                avg_plane_backward_2x2_stride2(dout, geom, dx);
+            } else {
+                avg_plane_backward(dout, geom, &spans, count_include_pad, scratch, dx);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(dx)
 }
 
 multiversion! {

@@ -76,33 +76,66 @@ pub fn max_pool2d_forward<T: Element, I: ArgIndex>(
     check_len("x", x.len(), planes * in_len)?;
     check_len("out", out.len(), planes * out_len)?;
     check_len("argmax", argmax.len(), planes * out_len)?;
-    if is_2x2_stride2(geom) {
-        let (width, ow) = (geom.input()[1], geom.output()[1]);
-        for_each_plane(
-            (x, in_len),
-            (out, argmax, out_len),
-            || (),
-            |_, x, out, arg| max_plane_2x2_stride2(x, width, ow, out, arg),
-        );
-        return Ok(());
-    }
     let spans = Spans::new(geom);
-    if geom.kernel() == [3, 3] && geom.stride() == [2, 2] {
-        for_each_plane(
-            (x, in_len),
-            (out, argmax, out_len),
-            || Scratch::new(geom, &spans),
-            |scratch, x, out, arg| max_plane_3x3_stride2(x, geom, &spans, scratch, out, arg),
-        );
-        return Ok(());
-    }
     for_each_plane(
         (x, in_len),
         (out, argmax, out_len),
         || Scratch::new(geom, &spans),
-        |scratch, x, out, arg| max_plane(x, geom, &spans, scratch, out, arg),
+        |scratch, x, out, arg| forward_plane(x, geom, &spans, scratch, out, arg),
     );
     Ok(())
+}
+
+/// [`max_pool2d_forward`] into new vectors (the maxima and their taps),
+/// each plane made while in cache: no zero-filled arrays written to memory
+/// first.
+///
+/// # Errors
+/// As [`max_pool2d_forward`].
+///
+/// ```
+/// use patchwise_kernels::{max_pool2d_forward_vec, Window2d};
+/// let g = Window2d::pooling([2, 2], [2, 2], [2, 2], [0, 0]).unwrap();
+/// let (out, arg) = max_pool2d_forward_vec::<f32, u8>(&[1.0, 4.0, 3.0, 2.0], 1, &g).unwrap();
+/// assert_eq!((out, arg), (vec![4.0], vec![1]));
+/// ```
+pub fn max_pool2d_forward_vec<T: Element, I: ArgIndex>(
+    x: &[T],
+    planes: usize,
+    geom: &Window2d,
+) -> Result<(Vec<T>, Vec<I>)> {
+    let (in_len, out_len) = plane_counts(planes, geom)?;
+    check_taps::<I>(geom)?;
+    check_len("x", x.len(), planes * in_len)?;
+    let spans = Spans::new(geom);
+    super::fresh_planes(
+        (planes, planes * (in_len + out_len)),
+        (out_len, T::ZERO),
+        (out_len, I::from_tap(0)),
+        || Scratch::new(geom, &spans),
+        |scratch, p, out, arg| {
+            forward_plane(&x[p * in_len..][..in_len], geom, &spans, scratch, out, arg);
+            Ok(())
+        },
+    )
+}
+
+/// The forward pass of one plane, by the fastest path for `geom`.
+fn forward_plane<T: Element, I: ArgIndex>(
+    x: &[T],
+    geom: &Window2d,
+    spans: &Spans,
+    scratch: &mut Scratch<T>,
+    out: &mut [T],
+    arg: &mut [I],
+) {
+    if is_2x2_stride2(geom) {
+        max_plane_2x2_stride2(x, geom.input()[1], geom.output()[1], out, arg);
+    } else if geom.kernel() == [3, 3] && geom.stride() == [2, 2] {
+        max_plane_3x3_stride2(x, geom, spans, scratch, out, arg);
+    } else {
+        max_plane(x, geom, spans, scratch, out, arg);
+    }
 }
 
 fn check_taps<I: ArgIndex>(geom: &Window2d) -> Result<()> {
@@ -379,9 +412,14 @@ pub fn max_pool2d_backward_vec<T: Element, I: ArgIndex>(
 ) -> Result<Vec<T>> {
     let backward = Backward::new(dout, argmax, planes, geom)?;
     let (in_len, _) = plane_counts(planes, geom)?;
-    super::fresh_planes(planes, in_len, planes * in_len, |p, dx| {
-        backward.plane(p, (dx, true))
-    })
+    let (dx, _) = super::fresh_planes(
+        (planes, planes * in_len),
+        (in_len, T::ZERO),
+        (1, ()),
+        || (),
+        |_, p, dx, _| backward.plane(p, (dx, true)),
+    )?;
+    Ok(dx)
 }
 
 /// A checked max-pooling backward pass, plane by plane.
