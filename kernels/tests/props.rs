@@ -715,6 +715,35 @@ fn check_implicit_gemm<T: Real>(g: &Geometry, m: usize, beta: f64, raw: &[f64]) 
     assert_eq!(explicit, serial);
 }
 
+/// KC blocks shallower than the kernel's taps: a last block of 8 rows
+/// with 12 taps (22 channels of 3×4: K = 264), and 17×17 windows (289
+/// taps, more than a block), stride 2 and small images so B is packed tap
+/// by tap; the GEMM's packed route (m > 128, and beta = 1).
+#[test]
+fn implicit_gemm_blocks_shallower_than_the_taps() {
+    let raw: Vec<f64> = (0..997).map(|i| ((i * 37 % 101) as f64) / 50.0 - 1.0).collect();
+    let cases = [
+        (22, [6, 7], [3, 4], [1, 1], [1, 1]),
+        (22, [9, 9], [3, 4], [2, 2], [1, 0]),
+        (1, [20, 21], [17, 17], [1, 1], [0, 1]),
+        (2, [19, 19], [17, 17], [2, 1], [1, 1]),
+    ];
+    for (channels, input, kernel, stride, pad) in cases {
+        let g = Geometry {
+            channels,
+            input,
+            kernel,
+            stride,
+            pad,
+            dilation: [1, 1],
+        };
+        for (m, beta) in [(130, 0.0), (5, 1.0)] {
+            check_implicit_gemm::<f32>(&g, m, beta, &raw);
+            check_implicit_gemm::<f64>(&g, m, beta, &raw);
+        }
+    }
+}
+
 /// Geometries large enough for several KC blocks (C·KH·KW > 256) and
 /// several bands of output rows, and empty images (all padding).
 fn large_geometry() -> impl Strategy<Value = Geometry> {

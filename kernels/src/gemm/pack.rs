@@ -259,7 +259,9 @@ impl<T: Element> Im2colB<'_, T> {
         let (taps, pixels, ow, plane) = (kh * kw, g.output_len(), g.output()[1], g.input_len());
         let kc = rows.len();
         let gather = super::kernel::selected_gather::<T>();
-        for tap in 0..taps.min(kc) {
+        // The taps of the block's rows, each once (all of them when the
+        // block is at least `taps` rows deep; else those of its rows).
+        for tap in (rows.start..rows.start + kc.min(taps)).map(|r| r % taps) {
             let (i, j) = (tap / kw, tap % kw);
             sources.clear();
             sources.extend(cols.clone().map(|q| {
