@@ -188,24 +188,38 @@ pub fn avg_pool2d_backward<T: Element>(
         return Ok(());
     }
     let mut no_aux = vec![(); dx.len()];
-    if is_2x2_stride2(geom) {
-        for_each_plane(
-            (dout, out_len),
-            (dx, &mut no_aux, in_len),
-            || (),
-            |_, dout, dx, _| avg_plane_backward_2x2_stride2(dout, geom, dx),
-        );
-        return Ok(());
-    }
     let spans = Spans::new(geom);
     // Parallel over planes of dx (the output of this pass).
     for_each_plane(
         (dout, out_len),
         (dx, &mut no_aux, in_len),
-        || (vec![T::ZERO; spans.cols.len()], vec![T::ZERO; geom.input()[1]]),
-        |spread, dout, dx, _| avg_plane_backward(dout, geom, &spans, count_include_pad, spread, dx),
+        || backward_scratch(geom, &spans),
+        |scratch, dout, dx, _| backward_plane(dout, geom, &spans, count_include_pad, scratch, dx),
     );
     Ok(())
+}
+
+/// The backward pass's per-task buffers: one share per output column, one
+/// spread row.
+fn backward_scratch<T: Element>(geom: &Window2d, spans: &Spans) -> (Vec<T>, Vec<T>) {
+    (vec![T::ZERO; spans.cols.len()], vec![T::ZERO; geom.input()[1]])
+}
+
+/// The backward pass of one plane (overwriting `dx`), by the fastest path
+/// for `geom`.
+fn backward_plane<T: Element>(
+    dout: &[T],
+    geom: &Window2d,
+    spans: &Spans,
+    include: bool,
+    scratch: &mut (Vec<T>, Vec<T>),
+    dx: &mut [T],
+) {
+    if is_2x2_stride2(geom) {
+        avg_plane_backward_2x2_stride2(dout, geom, dx);
+    } else {
+        avg_plane_backward(dout, geom, spans, include, scratch, dx);
+    }
 }
 
 /// [`avg_pool2d_backward`] into a new vector (planes·H·W), each plane made
@@ -228,25 +242,15 @@ pub fn avg_pool2d_backward_vec<T: Element>(
 ) -> Result<Vec<T>> {
     let (in_len, out_len) = plane_counts(planes, geom)?;
     check_len("dout", dout.len(), planes * out_len)?;
-    if out_len == 0 {
-        return Ok(vec![T::ZERO; planes * in_len]);
-    }
-    let two_by_two = is_2x2_stride2(geom);
     let spans = Spans::new(geom);
-    let work = planes * (in_len + out_len);
-    let scratch = || (vec![T::ZERO; spans.cols.len()], vec![T::ZERO; geom.input()[1]]);
     let (dx, _) = super::fresh_planes(
-        (planes, work),
+        (planes, planes * (in_len + out_len)),
         (in_len, T::ZERO),
         (1, ()),
-        scratch,
+        || backward_scratch(geom, &spans),
         |scratch, p, dx, _| {
             let dout = &dout[p * out_len..][..out_len];
-            if two_by_two {
-                avg_plane_backward_2x2_stride2(dout, geom, dx);
-            } else {
-                avg_plane_backward(dout, geom, &spans, count_include_pad, scratch, dx);
-            }
+            backward_plane(dout, geom, &spans, count_include_pad, scratch, dx);
             Ok(())
         },
     )?;

@@ -375,7 +375,7 @@ pub fn max_pool2d_backward<T: Element, I: ArgIndex>(
     dx: &mut [T],
 ) -> Result<()> {
     let backward = Backward::new(dout, argmax, planes, geom)?;
-    let (in_len, _) = plane_counts(planes, geom)?;
+    let in_len = backward.in_len;
     check_len("dx", dx.len(), planes * in_len)?;
     if planes == 0 || in_len == 0 {
         return Ok(());
@@ -411,7 +411,7 @@ pub fn max_pool2d_backward_vec<T: Element, I: ArgIndex>(
     geom: &Window2d,
 ) -> Result<Vec<T>> {
     let backward = Backward::new(dout, argmax, planes, geom)?;
-    let (in_len, _) = plane_counts(planes, geom)?;
+    let in_len = backward.in_len;
     let (dx, _) = super::fresh_planes(
         (planes, planes * in_len),
         (in_len, T::ZERO),
@@ -427,6 +427,8 @@ struct Backward<'a, T, I> {
     dout: &'a [T],
     argmax: &'a [I],
     geom: &'a Window2d,
+    /// Pixels per plane of dx and of dout.
+    in_len: usize,
     out_len: usize,
     /// The general pass's tables; None for 2×2 / stride 2.
     scatter: Option<Scatter>,
@@ -436,7 +438,7 @@ impl<'a, T: Element, I: ArgIndex> Backward<'a, T, I> {
     /// Checks the lengths (and for 2×2 / stride 2, the taps: the general
     /// pass checks them as it goes).
     fn new(dout: &'a [T], argmax: &'a [I], planes: usize, geom: &'a Window2d) -> Result<Self> {
-        let (_, out_len) = plane_counts(planes, geom)?;
+        let (in_len, out_len) = plane_counts(planes, geom)?;
         check_len("dout", dout.len(), planes * out_len)?;
         check_len("argmax", argmax.len(), planes * out_len)?;
         let non_overlapping = is_2x2_stride2(geom);
@@ -452,6 +454,7 @@ impl<'a, T: Element, I: ArgIndex> Backward<'a, T, I> {
             dout,
             argmax,
             geom,
+            in_len,
             out_len,
             scatter: (!non_overlapping).then(|| Scatter::new(geom)),
         })
