@@ -153,8 +153,12 @@ fn check_taps<I: ArgIndex>(geom: &Window2d) -> Result<()> {
 /// is the first NaN (v > NaN is false, so a NaN best is never replaced).
 /// Branch-free selects: random data would mispredict every other compare.
 #[inline(always)]
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // the NaN case is the point
 fn takes_over<T: Element>(v: T, best: T) -> bool {
-    (v > best) | (v.is_nan() & !best.is_nan())
+    // Not (v ≤ best): v is larger, or either is NaN; and best is no NaN.
+    // Two compares; the plain form (v > best, or v NaN and best no NaN)
+    // takes three: 3×3/2 forward 1.15-1.35× with this one.
+    !(v <= best) & !best.is_nan()
 }
 
 /// The maximum of the window rows `y0..y0 + ny`, columns `x0..x0 + nx` of a
@@ -281,7 +285,10 @@ multiversion! {
 /// pooling, any padding): the full windows of each output row in one pass
 /// over their nine taps, read as contiguous runs of the column-phase-split
 /// rows ([`PhaseBand`](super::phase::PhaseBand)) and scanned in row-major
-/// order per window; windows cut by padding one by one.
+/// order per window — also in the rows whose windows padding cuts at the
+/// top or bottom; windows cut at the left or right one by one. The tap
+/// slices are found once per row: each costs a division by the stride,
+/// which per block cost as much as the compares.
 fn max_plane_3x3_stride2<T: Element, I: ArgIndex>(
     x: &[T],
     geom: &Window2d,
@@ -303,18 +310,21 @@ fn max_plane_3x3_stride2<T: Element, I: ArgIndex>(
         .zip(out.chunks_exact_mut(ow))
         .zip(argmax.chunks_exact_mut(ow))
     {
-        let cut = if ny == 3 { left.clone().chain(right.clone()) } else { (0..ow).chain(0..0) };
-        for xo in cut {
+        for xo in left.clone().chain(right.clone()) {
             cut_window(x, (width, 3), spans, (y0, ny, skip_y), xo, out_row, arg_row);
         }
-        if ny < 3 || full.is_empty() {
+        if full.is_empty() {
             continue;
         }
-        band.load(x, y0, 3);
+        // Rows cut by padding (ny < 3) read their first tap again in place
+        // of the missing ones: a repeat never takes over, so the loop keeps
+        // its fixed nine taps.
+        band.load(x, y0, ny);
         let x0 = spans.cols[full.start].0;
-        let tap = |i: usize, j: usize| band.taps(i, x0 + j, n);
+        let tap = |i: usize, j: usize| band.taps(if i < ny { i } else { 0 }, x0 + j, n);
         #[rustfmt::skip]
         let taps = [tap(0, 0), tap(0, 1), tap(0, 2), tap(1, 0), tap(1, 1), tap(1, 2), tap(2, 0), tap(2, 1), tap(2, 2)];
+        let first = (3 * skip_y) as u32;
         // Block by block (fixed-size, so each block is a few vectors).
         for ((b, a), k) in best.chunks_exact_mut(BLOCK).zip(at.chunks_exact_mut(BLOCK)).zip((0..n).step_by(BLOCK)) {
             let block = |t: usize| -> &[T; BLOCK] { taps[t][k..k + BLOCK].try_into().expect("BLOCK taps") };
@@ -328,7 +338,7 @@ fn max_plane_3x3_stride2<T: Element, I: ArgIndex>(
                 }
             }
             b.copy_from_slice(&value);
-            a.copy_from_slice(&tap);
+            a.iter_mut().zip(tap).for_each(|(a, t)| *a = first + t);
         }
         store_full(full.clone(), (best, at), out_row, arg_row);
     }
