@@ -664,6 +664,51 @@ fn bad_buffers_are_errors() {
     ));
 }
 
+/// Max-pooling backward rejects an arg-max that names padding or lies past
+/// the window, on every pass (3×3 / stride 2 gathers: its check is apart
+/// from the pass; 3×3 / stride 1 scatters; 2×2 / stride 2 writes).
+#[test]
+fn max_pool_backward_rejects_taps_off_the_window() {
+    // 5×5 input, 3×3 windows, pad 1, stride 2 (3×3 outputs) or 1 (5×5):
+    // window (0, 1) has padding above (taps 0-2), window (1, 0) left of it
+    // (taps 0, 3, 6), the last window below and right of it (taps 6-8, 2, 5).
+    for (stride, out) in [(2, 3), (1, 5)] {
+        let g = Window2d::pooling([5, 5], [3, 3], [stride, stride], [1, 1]).unwrap();
+        let dout = vec![1.0f32; out * out];
+        let at = |o: usize, tap: u8| {
+            let mut arg = vec![4u8; out * out];
+            arg[o] = tap;
+            arg
+        };
+        let mut dx = vec![0.0f32; 25];
+        assert!(max_pool2d_backward(&dout, &at(0, 4), 1, &g, &mut dx).is_ok());
+        for (o, tap) in [
+            (1, 2),
+            (1, 0),
+            (out, 3),
+            (out, 6),
+            (out, 0),
+            (out * out - 1, 8),
+            (out * out - 1, 5),
+            (out * out - 1, 9),
+            (out * out - 1, 200),
+        ] {
+            let bad = max_pool2d_backward(&dout, &at(o, tap), 1, &g, &mut dx);
+            assert!(
+                matches!(bad, Err(Error::Parameter { arg: "argmax", .. })),
+                "stride {stride}, output {o}, tap {tap}: {bad:?}"
+            );
+            let bad = max_pool2d_backward_vec(&dout, &at(o, tap), 1, &g);
+            assert!(
+                matches!(bad, Err(Error::Parameter { arg: "argmax", .. })),
+                "stride {stride}, output {o}, tap {tap}: {bad:?}"
+            );
+        }
+        // The first window's bottom-right tap is a real pixel.
+        assert!(max_pool2d_backward(&dout, &at(0, 8), 1, &g, &mut dx).is_ok());
+    }
+}
+
 #[test]
 fn gemm_beta_zero_does_not_read_c() {
     let a = ndarray::array![[1.0f32, 2.0]];

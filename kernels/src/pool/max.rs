@@ -20,7 +20,7 @@ mod sealed {
 /// within the window, the tap `i·KW + j` (row i, column j of the KH×KW
 /// window, padding included in the numbering). Implemented for `u8`
 /// (windows of up to 256 taps: one byte per output), `u16` and `u32`.
-pub trait ArgIndex: sealed::Sealed + Copy + Default + Debug + Send + Sync + 'static {
+pub trait ArgIndex: sealed::Sealed + Copy + Default + Debug + Ord + Send + Sync + 'static {
     /// The largest tap this type holds.
     const MAX_TAP: usize;
     /// The tap `t` (`t <= MAX_TAP`).
@@ -390,14 +390,16 @@ pub fn max_pool2d_backward<T: Element, I: ArgIndex>(
     if planes == 0 || in_len == 0 {
         return Ok(());
     }
+    let plane = |scratch: &mut Vec<T>, (p, dx): (usize, &mut [T])| backward.plane(scratch, p, (dx, false));
     if dx.len() < PARALLEL_MIN_ELEMENTS || rayon::current_num_threads() == 1 {
+        let mut scratch = backward.scratch();
         dx.chunks_mut(in_len)
             .enumerate()
-            .try_for_each(|(p, dx)| backward.plane(p, (dx, false)))
+            .try_for_each(|part| plane(&mut scratch, part))
     } else {
         dx.par_chunks_mut(in_len)
             .enumerate()
-            .try_for_each(|(p, dx)| backward.plane(p, (dx, false)))
+            .try_for_each_init(|| backward.scratch(), plane)
     }
 }
 
@@ -426,8 +428,8 @@ pub fn max_pool2d_backward_vec<T: Element, I: ArgIndex>(
         (planes, planes * in_len),
         (in_len, T::ZERO),
         (1, ()),
-        || (),
-        |_, p, dx, _| backward.plane(p, (dx, true)),
+        || backward.scratch(),
+        |scratch, p, dx, _| backward.plane(scratch, p, (dx, true)),
     )?;
     Ok(dx)
 }
@@ -440,8 +442,19 @@ struct Backward<'a, T, I> {
     /// Pixels per plane of dx and of dout.
     in_len: usize,
     out_len: usize,
-    /// The general pass's tables; None for 2×2 / stride 2.
-    scatter: Option<Scatter>,
+    /// The pass for the geometry.
+    pass: BackwardPass,
+}
+
+/// How a max-pooling backward pass handles a plane.
+enum BackwardPass {
+    /// 2×2 / stride 2 / unpadded: one write per pixel (taps checked up front).
+    NonOverlapping,
+    /// 3×3 / stride 2: per dx row, the windows that can pick each pixel,
+    /// vectorised (see [`max_plane_backward_3x3_stride2`]).
+    Gather3x3(Scatter),
+    /// Any other: each `dout` added at its tap.
+    Scatter(Scatter),
 }
 
 impl<'a, T: Element, I: ArgIndex> Backward<'a, T, I> {
@@ -453,35 +466,75 @@ impl<'a, T: Element, I: ArgIndex> Backward<'a, T, I> {
         check_len("argmax", argmax.len(), planes * out_len)?;
         let non_overlapping = is_2x2_stride2(geom);
         if non_overlapping {
-            // A branch-free scan the compiler vectorises; the search only when
-            // it fails.
-            if argmax.iter().fold(false, |bad, a| bad | (a.tap() >= 4)) {
-                let bad = argmax.iter().find(|a| a.tap() >= 4).expect("found by the scan");
-                return Err(bad_tap(geom, bad));
-            }
+            check_below(argmax, 4, geom)?;
         }
+        let pass = if non_overlapping {
+            BackwardPass::NonOverlapping
+        } else if geom.kernel() == [3, 3] && geom.stride() == [2, 2] {
+            BackwardPass::Gather3x3(Scatter::new(geom))
+        } else {
+            BackwardPass::Scatter(Scatter::new(geom))
+        };
         Ok(Self {
             dout,
             argmax,
             geom,
             in_len,
             out_len,
-            scatter: (!non_overlapping).then(|| Scatter::new(geom)),
+            pass,
         })
     }
 
-    /// Overwrites plane `p` of dx (all zeros already if `zeroed`).
-    fn plane(&self, p: usize, (dx, zeroed): (&mut [T], bool)) -> Result<()> {
+    /// Per-task scratch of [`Self::plane`].
+    fn scratch(&self) -> Vec<T> {
+        match self.pass {
+            BackwardPass::Gather3x3(_) => vec![T::ZERO; 2 * gather_len(self.geom)],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Overwrites plane `p` of dx (all zeros already if `zeroed`), with
+    /// the task's [`Self::scratch`].
+    fn plane(&self, scratch: &mut [T], p: usize, (dx, zeroed): (&mut [T], bool)) -> Result<()> {
         let n = self.out_len;
         let (dout, arg) = (&self.dout[p * n..][..n], &self.argmax[p * n..][..n]);
-        match &self.scatter {
-            None => {
+        match &self.pass {
+            BackwardPass::NonOverlapping => {
                 max_plane_backward_2x2_stride2(dout, arg, self.geom, dx);
                 Ok(())
             }
-            Some(scatter) => scatter.plane(dout, arg, self.geom, (dx, zeroed)),
+            BackwardPass::Gather3x3(scatter) => {
+                scatter.check(arg, self.geom)?;
+                max_plane_backward_3x3_stride2(dout, arg, self.geom, scratch, dx);
+                Ok(())
+            }
+            BackwardPass::Scatter(scatter) => scatter.plane(dout, arg, self.geom, (dx, zeroed)),
         }
     }
+}
+
+/// Checks that every tap is below `taps`: a branch-free scan in the
+/// taps' own type, which the compiler vectorises; the search only when it
+/// fails.
+fn check_below<I: ArgIndex>(argmax: &[I], taps: usize, geom: &Window2d) -> Result<()> {
+    if taps > I::MAX_TAP {
+        return Ok(()); // every value of I is a tap below `taps`
+    }
+    if any_at_least(argmax, I::from_tap(taps as u32)) {
+        let bad = argmax
+            .iter()
+            .find(|a| a.tap() >= taps)
+            .expect("found by the scan");
+        return Err(bad_tap(geom, bad));
+    }
+    Ok(())
+}
+
+multiversion! {
+/// Whether any tap is `limit` or more.
+fn any_at_least<I: ArgIndex>(argmax: &[I], limit: I) -> bool {
+    argmax.iter().fold(false, |found, &a| found | (a >= limit))
+}
 }
 
 fn bad_tap<I: ArgIndex>(geom: &Window2d, tap: &I) -> Error {
@@ -512,6 +565,37 @@ impl Scatter {
             rows_of: (0..geom.kernel_len()).map(|t| t / kw).collect(),
             cols_of: (0..geom.kernel_len()).map(|t| t % kw).collect(),
         }
+    }
+
+    /// Checks that every tap of a plane's arg-max names a real pixel of its
+    /// window: all below KH·KW in one vectorised scan, then the windows
+    /// cut by padding one by one.
+    fn check<I: ArgIndex>(&self, argmax: &[I], geom: &Window2d) -> Result<()> {
+        check_below(argmax, self.rows_of.len(), geom)?;
+        let (spans, kh) = (&self.spans, geom.kernel()[0]);
+        let ow = spans.cols.len();
+        let (left, right) = spans.border();
+        for ((&(_, ny), &skip_y), arg_row) in spans
+            .rows
+            .iter()
+            .zip(&spans.row_skip)
+            .zip(argmax.chunks_exact(ow))
+        {
+            // A row cut by padding: all its windows; else the border ones.
+            let (cut, rest) = if ny < kh {
+                (0..ow, 0..0)
+            } else {
+                (left.clone(), right.clone())
+            };
+            for xo in cut.chain(rest) {
+                let tap = arg_row[xo].tap();
+                let (i, j) = (self.rows_of[tap], self.cols_of[tap]);
+                if i.wrapping_sub(skip_y) >= ny || j.wrapping_sub(spans.col_skip[xo]) >= spans.cols[xo].1 {
+                    return Err(bad_tap(geom, &arg_row[xo]));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Backward of one plane: zero it (unless it arrives `zeroed`), then add
@@ -553,6 +637,95 @@ impl Scatter {
         }
         Ok(())
     }
+}
+
+/// Values per phase of a [`max_plane_backward_3x3_stride2`] row: one per
+/// window column and one more, and at least half a row.
+fn gather_len(geom: &Window2d) -> usize {
+    (geom.output()[1] + 1).max(geom.input()[1].div_ceil(2)) + 1
+}
+
+/// Adds window row `yo`'s `dout` at its taps in tap row `i` into a dx
+/// row's phases (see [`max_plane_backward_3x3_stride2`]), or sets them
+/// (from zero) if `FIRST`.
+#[inline(always)]
+fn add_window_row<T: Element, I: ArgIndex, const FIRST: bool>(
+    (yo, i): (usize, usize),
+    (dout, argmax, ow): (&[T], &[I], usize),
+    (even, odd): (&mut [T], &mut [T]),
+) {
+    let (d, a) = (&dout[yo * ow..][..ow], &argmax[yo * ow..][..ow]);
+    let pick = |d: T, a: I, j: usize| if a.tap() == 3 * i + j { d } else { T::ZERO };
+    let sum = |e: T| if FIRST { T::ZERO } else { e };
+    // Even phase: window t − 1, then window t.
+    even[0] = sum(even[0]) + pick(d[0], a[0], 0);
+    let inner = even[1..ow]
+        .iter_mut()
+        .zip(d.iter().zip(a))
+        .zip(d[1..].iter().zip(&a[1..]));
+    inner.for_each(|((e, (&d0, &a0)), (&d1, &a1))| *e = (sum(*e) + pick(d0, a0, 2)) + pick(d1, a1, 0));
+    even[ow] = sum(even[ow]) + pick(d[ow - 1], a[ow - 1], 2);
+    odd[..ow]
+        .iter_mut()
+        .zip(d.iter().zip(a))
+        .for_each(|(e, (&d, &a))| *e = sum(*e) + pick(d, a, 1));
+}
+
+multiversion! {
+/// Backward of one plane of 3×3 / stride-2 windows (taps checked), dx
+/// row by row by gathering instead of scattering. With q = y + pad, dx row
+/// y lies in window row q/2 − 1 (as its tap row 2) and q/2 (tap row 0) for
+/// even q, in (q − 1)/2 (tap row 1) for odd q; columns likewise. So each
+/// pixel of the row's even-r phase (r = x + pad) takes, in order, window
+/// t − 1's `dout` if its tap is (i, 2) and window t's if (i, 0); each of
+/// the odd-r phase window t's if (i, 1) — whole-row selects and adds, then
+/// the phases interleaved into the row. Sums start at zero and add the
+/// windows in row-major order, as the scatter does: the same bits.
+fn max_plane_backward_3x3_stride2<T: Element, I: ArgIndex>(
+    dout: &[T],
+    argmax: &[I],
+    geom: &Window2d,
+    scratch: &mut [T],
+    dx: &mut [T],
+) {
+    let [oh, ow] = geom.output();
+    let [pad_y, pad_x] = geom.pad();
+    let width = geom.input()[1];
+    // Values past the windows' (even[ow + 1..], odd[ow..]) stay zero.
+    let (even, odd) = scratch.split_at_mut(scratch.len() / 2);
+    for (y, row) in dx.chunks_exact_mut(width).enumerate() {
+        let q = y + pad_y;
+        let windows = if q % 2 == 0 { [(q / 2).checked_sub(1).map(|yo| (yo, 2)), Some((q / 2, 0))] } else { [Some(((q - 1) / 2, 1)), None] };
+        let mut windows = windows.into_iter().flatten().filter(|&(yo, _)| yo < oh);
+        match windows.next() {
+            // The first window row sets the sums (from zero, not reading
+            // them back: a vector read one element off the stores of a
+            // fill would miss store forwarding), the second adds to them.
+            Some(top) => {
+                add_window_row::<T, I, true>(top, (dout, argmax, ow), (even, odd));
+                if let Some(bottom) = windows.next() {
+                    add_window_row::<T, I, false>(bottom, (dout, argmax, ow), (even, odd));
+                }
+            }
+            None => {
+                even[..=ow].fill(T::ZERO);
+                odd[..ow].fill(T::ZERO);
+            }
+        }
+        // Pixel x has r = x + pad_x: even r → even[r / 2], odd → odd[r / 2].
+        // (A 3×3 pooling window pads by 0 or 1.)
+        let (first, second): (&[T], &[T]) = if pad_x == 0 { (even, odd) } else { (odd, &even[1..]) };
+        let pairs = row.chunks_exact_mut(2);
+        let last = pairs.len();
+        for ((pair, &f), &s) in pairs.zip(first).zip(second) {
+            pair[0] = f;
+            pair[1] = s;
+        }
+        if width % 2 == 1 {
+            row[width - 1] = first[last];
+        }
+    }
+}
 }
 
 multiversion! {

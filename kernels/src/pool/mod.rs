@@ -22,7 +22,9 @@
 //! 2×2 / stride-2 / unpadded windows have dedicated single-pass kernels,
 //! forward and backward; 3×3 / stride-2 max pooling (ResNet's) scans the
 //! nine taps of a block of full windows in one pass, not tap by tap through
-//! a scratch row. Every path of an operation sums a window's pixels
+//! a scratch row, and its backward pass gathers: each dx row from the one
+//! or two window rows that can pick its pixels, by whole-row selects (its
+//! taps checked apart), not one scattered add per window. Every path of an operation sums a window's pixels
 //! in the same order (max: row-major; average: as above), so all give the
 //! same bits. The per-plane passes are compiled once per instruction set
 //! and run in the copy [`crate::selected_isa`] picks.
@@ -45,6 +47,7 @@ pub use max::{
 };
 
 use crate::error::{checked_product, Error, Result};
+use crate::isa::multiversion;
 use crate::{Element, Window2d};
 use phase::{padded, PhaseBand};
 use rayon::prelude::*;
@@ -149,11 +152,18 @@ impl<T: Element> Scratch<T> {
     }
 }
 
-/// Zeroes a slice of fresh values and returns it initialised.
-fn zeroed<A: Copy>(values: &mut [MaybeUninit<A>], zero: A) -> &mut [A] {
+multiversion! {
+/// Fills a slice of fresh values with `zero` (whole-vector stores).
+fn fill_uninit<A: Copy>(values: &mut [MaybeUninit<A>], zero: A) {
     values.iter_mut().for_each(|v| {
         v.write(zero);
     });
+}
+}
+
+/// Zeroes a slice of fresh values and returns it initialised.
+fn zeroed<A: Copy>(values: &mut [MaybeUninit<A>], zero: A) -> &mut [A] {
+    fill_uninit(values, zero);
     // SAFETY: every element was initialised just above, and a
     // `MaybeUninit<A>` has `A`'s layout.
     unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<A>(), values.len()) }
