@@ -1,12 +1,13 @@
 //! Max pooling: forward with a compact arg-max, backward by scatter to it.
 
 use super::phase::BLOCK;
-use super::{for_each_plane, is_2x2_stride2, plane_counts, Scratch, Spans, PARALLEL_MIN_ELEMENTS};
+use super::{for_each_plane, is_2x2_stride2, plane_counts, Scratch, Slot, Spans, PARALLEL_MIN_ELEMENTS};
 use crate::error::{check_len, Error, Result};
 use crate::isa::multiversion;
 use crate::{Element, Window2d};
 use rayon::prelude::*;
 use std::fmt::Debug;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 mod sealed {
@@ -424,6 +425,20 @@ pub fn max_pool2d_backward_vec<T: Element, I: ArgIndex>(
 ) -> Result<Vec<T>> {
     let backward = Backward::new(dout, argmax, planes, geom)?;
     let in_len = backward.in_len;
+    if let BackwardPass::Gather3x3(scatter) = &backward.pass {
+        let n = backward.out_len;
+        let plane = |scratch: &mut Vec<T>, p: usize, dx: &mut [MaybeUninit<T>]| {
+            let (dout, arg) = (&dout[p * n..][..n], &argmax[p * n..][..n]);
+            scatter.check(arg, geom)?;
+            max_plane_backward_3x3_stride2(dout, arg, geom, scratch, dx);
+            Ok(())
+        };
+        // SAFETY: the gather writes every pixel of its plane (see its docs)
+        // whenever `plane` returns Ok.
+        return unsafe {
+            super::fresh_planes_written((planes, planes * in_len), in_len, || backward.scratch(), plane)
+        };
+    }
     let (dx, _) = super::fresh_planes(
         (planes, planes * in_len),
         (in_len, T::ZERO),
@@ -680,13 +695,15 @@ multiversion! {
 /// t − 1's `dout` if its tap is (i, 2) and window t's if (i, 0); each of
 /// the odd-r phase window t's if (i, 1) — whole-row selects and adds, then
 /// the phases interleaved into the row. Sums start at zero and add the
-/// windows in row-major order, as the scatter does: the same bits.
-fn max_plane_backward_3x3_stride2<T: Element, I: ArgIndex>(
+/// windows in row-major order, as the scatter does: the same bits. Writes
+/// every pixel of the plane once, reading none (so `dx` may be fresh
+/// memory: [`super::fresh_planes_written`]).
+fn max_plane_backward_3x3_stride2<T: Element, I: ArgIndex, O: Slot<T>>(
     dout: &[T],
     argmax: &[I],
     geom: &Window2d,
     scratch: &mut [T],
-    dx: &mut [T],
+    dx: &mut [O],
 ) {
     let [oh, ow] = geom.output();
     let [pad_y, pad_x] = geom.pad();
@@ -718,11 +735,11 @@ fn max_plane_backward_3x3_stride2<T: Element, I: ArgIndex>(
         let pairs = row.chunks_exact_mut(2);
         let last = pairs.len();
         for ((pair, &f), &s) in pairs.zip(first).zip(second) {
-            pair[0] = f;
-            pair[1] = s;
+            pair[0].put(f);
+            pair[1].put(s);
         }
         if width % 2 == 1 {
-            row[width - 1] = first[last];
+            row[width - 1].put(first[last]);
         }
     }
 }
@@ -752,4 +769,31 @@ fn max_plane_backward_2x2_stride2<T: Element, I: ArgIndex>(dout: &[T], argmax: &
         rest.fill(T::ZERO);
     }
 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The backward passes into fresh memory write every pixel: their
+    /// output (over memory the unit-test build poisons) equals the
+    /// in-place pass's over a NaN-filled dx, bit for bit.
+    #[test]
+    fn fresh_backward_writes_every_pixel() {
+        for (h, w, pad) in [(7, 7, 1), (8, 9, 1), (9, 8, 0), (5, 6, 0), (3, 3, 1), (4, 11, 1)] {
+            let g = Window2d::pooling([h, w], [3, 3], [2, 2], [pad, pad]).unwrap();
+            let planes = 3;
+            let x: Vec<f32> = (0..planes * h * w)
+                .map(|i| ((i * 37) % 23) as f32 - 11.0)
+                .collect();
+            let (_, arg) = max_pool2d_forward_vec::<f32, u8>(&x, planes, &g).unwrap();
+            let dout: Vec<f32> = (0..arg.len()).map(|i| i as f32 + 0.5).collect();
+            let fresh = max_pool2d_backward_vec(&dout, &arg, planes, &g).unwrap();
+            let mut dx = vec![f32::NAN; x.len()];
+            max_pool2d_backward(&dout, &arg, planes, &g, &mut dx).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fresh), bits(&dx), "{h}x{w} pad {pad}");
+            assert!(dx.iter().all(|v| v.is_finite()), "{h}x{w} pad {pad}");
+        }
+    }
 }

@@ -36,6 +36,10 @@
 //! written while in cache — instead of overwriting a caller's array that
 //! was zero-filled first (a write of all of it to memory). Alternated call
 //! by call on the ResNet shapes: backward 1.1-1.4×, forward 1.02-1.09×.
+//! A pass that writes every value of its plane and reads none back (the
+//! 3×3 / stride-2 max backward) skips even the in-cache zero fill: it
+//! writes through [`Slot`]s straight into the fresh memory
+//! ([`fresh_planes_written`]), another 1.3×.
 
 mod avg;
 mod max;
@@ -167,6 +171,76 @@ fn zeroed<A: Copy>(values: &mut [MaybeUninit<A>], zero: A) -> &mut [A] {
     // SAFETY: every element was initialised just above, and a
     // `MaybeUninit<A>` has `A`'s layout.
     unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<A>(), values.len()) }
+}
+
+/// Where a pass writes an output value: an element of an initialised
+/// slice, or of fresh memory (`MaybeUninit`) that the pass fills. A pass
+/// generic over its slots serves both without `unsafe` of its own.
+trait Slot<T>: Send {
+    /// Writes `v` here.
+    fn put(&mut self, v: T);
+}
+
+impl<T: Copy + Send> Slot<T> for T {
+    #[inline(always)]
+    fn put(&mut self, v: T) {
+        *self = v;
+    }
+}
+
+impl<T: Copy + Send> Slot<T> for MaybeUninit<T> {
+    #[inline(always)]
+    fn put(&mut self, v: T) {
+        self.write(v);
+    }
+}
+
+/// A new vector of `planes` planes of `len` values, each plane written by
+/// `fill(scratch, plane index, plane)` straight into fresh memory — no
+/// zero fill first (measured 1.25-1.3× on the 3×3 / stride-2 max-pooling
+/// backward pass, whose zero fill pushed the plane through the cache
+/// once more). Parallel as [`fresh_planes`]; stops at the first error.
+///
+/// # Safety
+/// Whenever `fill` returns `Ok`, it must have written every element of the
+/// plane it was given.
+unsafe fn fresh_planes_written<S, A: Copy + Send + Sync>(
+    (planes, work): (usize, usize),
+    len: usize,
+    init: impl Fn() -> S + Sync + Send,
+    fill: impl Fn(&mut S, usize, &mut [MaybeUninit<A>]) -> Result<()> + Sync + Send,
+) -> Result<Vec<A>> {
+    let total = planes * len;
+    let mut values = Vec::with_capacity(total);
+    if total > 0 {
+        let spare = &mut values.spare_capacity_mut()[..total];
+        // Unit tests poison the memory, so that a value a pass fails to
+        // write shows (fresh pages would read as zeros, a likely result).
+        #[cfg(test)]
+        spare.iter_mut().for_each(|v| {
+            // SAFETY: any bytes may be written into `MaybeUninit` values.
+            unsafe { std::ptr::write_bytes(v.as_mut_ptr(), 0xA5, 1) }
+        });
+        let plane =
+            |scratch: &mut S, (index, part): (usize, &mut [MaybeUninit<A>])| fill(scratch, index, part);
+        if work < PARALLEL_MIN_ELEMENTS || rayon::current_num_threads() == 1 {
+            let mut scratch = init();
+            spare
+                .chunks_mut(len)
+                .enumerate()
+                .try_for_each(|part| plane(&mut scratch, part))?;
+        } else {
+            spare
+                .par_chunks_mut(len)
+                .enumerate()
+                .try_for_each_init(init, plane)?;
+        }
+    }
+    // SAFETY: the capacity is at least `total`, and every plane returned
+    // Ok (or we returned above), so by the caller's guarantee all `total`
+    // values were written.
+    unsafe { values.set_len(total) };
+    Ok(values)
 }
 
 /// A plane of [`fresh_planes`]' two vectors, not yet written, and its index.
