@@ -1,9 +1,11 @@
 //! Average pooling, forward and backward.
 
-use super::{for_each_plane, is_2x2_stride2, plane_counts, Scratch, Spans};
+use super::phase::interleave_phases;
+use super::{for_each_plane, is_2x2_stride2, is_3x3_stride2, plane_counts, Scratch, Slot, Spans};
 use crate::error::{check_len, Result};
 use crate::isa::multiversion;
 use crate::{Element, Window2d};
+use std::mem::MaybeUninit;
 
 /// The divisor of a window with `real` unpadded pixels: KH·KW when the
 /// padding counts, else `real` (never 0 for a pooling geometry).
@@ -202,11 +204,20 @@ pub fn avg_pool2d_backward<T: Element>(
 /// The backward pass's per-task buffers: one share per output column, one
 /// spread row.
 fn backward_scratch<T: Element>(geom: &Window2d, spans: &Spans) -> (Vec<T>, Vec<T>) {
-    // Room in the spread row for two phases of ⌈W/2⌉ + 2 (see
-    // `spread_3_stride_2`).
+    // A spread row, then room for three pairs of phases (see
+    // `spread_phases`): the general pass uses one, the 3×3 / stride-2 pass
+    // two window rows' and their sum.
     let width = geom.input()[1];
-    let phases = 2 * (spans.cols.len() + 1).max(width.div_ceil(2) + 1);
-    (vec![T::ZERO; spans.cols.len()], vec![T::ZERO; width + phases])
+    (
+        vec![T::ZERO; spans.cols.len()],
+        vec![T::ZERO; width + 6 * phase_len(geom)],
+    )
+}
+
+/// Values per phase of [`spread_phases`]: one per window column and one
+/// more, and at least half a row and one more.
+fn phase_len(geom: &Window2d) -> usize {
+    (geom.output()[1] + 1).max(geom.input()[1].div_ceil(2) + 1)
 }
 
 /// The backward pass of one plane (overwriting `dx`), by the fastest path
@@ -221,6 +232,8 @@ fn backward_plane<T: Element>(
 ) {
     if is_2x2_stride2(geom) {
         avg_plane_backward_2x2_stride2(dout, geom, dx);
+    } else if is_3x3_stride2(geom) {
+        avg_plane_backward_3x3_stride2(dout, geom, spans, include, scratch, dx);
     } else {
         avg_plane_backward(dout, geom, spans, include, scratch, dx);
     }
@@ -247,8 +260,20 @@ pub fn avg_pool2d_backward_vec<T: Element>(
     let (in_len, out_len) = plane_counts(planes, geom)?;
     check_len("dout", dout.len(), planes * out_len)?;
     let spans = Spans::new(geom);
+    let work = (planes, planes * (in_len + out_len));
+    if is_3x3_stride2(geom) {
+        let plane = |scratch: &mut (Vec<T>, Vec<T>), p: usize, dx: &mut [MaybeUninit<T>]| {
+            let dout = &dout[p * out_len..][..out_len];
+            avg_plane_backward_3x3_stride2(dout, geom, &spans, count_include_pad, scratch, dx);
+            Ok(())
+        };
+        // SAFETY: the pass writes every pixel of its plane (see its docs).
+        return unsafe {
+            super::fresh_planes_written(work, in_len, || backward_scratch(geom, &spans), plane)
+        };
+    }
     let (dx, _) = super::fresh_planes(
-        (planes, planes * (in_len + out_len)),
+        work,
         (in_len, T::ZERO),
         (1, ()),
         || backward_scratch(geom, &spans),
@@ -280,6 +305,7 @@ fn avg_plane_backward<T: Element>(
 ) {
     let (shares, spread) = scratch;
     let (width, kw, stride) = (geom.input()[1], geom.kernel()[1], geom.stride()[1]);
+    let len = phase_len(geom);
     let ow = spans.cols.len();
     // Rows of dx written so far.
     let mut written = 0;
@@ -288,12 +314,15 @@ fn avg_plane_backward<T: Element>(
         for ((share, &d), &(_, nx)) in shares.iter_mut().zip(dout_row).zip(&spans.cols) {
             *share = d / divisor(geom, ny * nx, include);
         }
+        let (spread, phases) = spread.split_at_mut(width);
         if kw == 3 && stride == 2 {
-            spread_3_stride_2(shares, (width, geom.pad()[1]), spread);
+            let (even, odd) = phases[..2 * len].split_at_mut(len);
+            spread_phases(shares, (even, odd));
+            interleave_phases(spread, (even, odd), geom.pad()[1]);
         } else {
-            spread_row(shares, spans, (kw, stride), &mut spread[..width]);
+            spread_row(shares, spans, (kw, stride), spread);
         }
-        let spread = &spread[..width];
+        let spread = &*spread;
         if y0 > written {
             dx[written * width..y0 * width].fill(T::ZERO);
         }
@@ -307,6 +336,61 @@ fn avg_plane_backward<T: Element>(
         written = written.max(y0 + ny);
     }
     dx[written * width..].fill(T::ZERO);
+}
+}
+
+multiversion! {
+/// Average-pooling backward of one plane of 3×3 / stride-2 windows, dx
+/// row by row: with q = y + pad, row y lies in window rows q/2 − 1 and q/2
+/// for even q, in (q − 1)/2 for odd q; each window row's shares spread
+/// once ([`spread_phases`], two rows kept), and row y is the first
+/// spread, plus the second — the general pass's sums (a row copied, then
+/// the next window row added) — interleaved straight into dx. Writes every pixel once, reading none (so
+/// `dx` may be fresh memory: [`super::fresh_planes_written`]).
+fn avg_plane_backward_3x3_stride2<T: Element, O: Slot<T>>(
+    dout: &[T],
+    geom: &Window2d,
+    spans: &Spans,
+    include: bool,
+    scratch: &mut (Vec<T>, Vec<T>),
+    dx: &mut [O],
+) {
+    let (shares, spreads) = scratch;
+    let [oh, ow] = geom.output();
+    let (width, pad_y, pad_x) = (geom.input()[1], geom.pad()[0], geom.pad()[1]);
+    let len = phase_len(geom);
+    let (slots, sum) = spreads[..6 * len].split_at_mut(4 * len);
+    let (sum_even, sum_odd) = sum.split_at_mut(len);
+    // The window row each of the two slots' phases hold.
+    let mut held = [usize::MAX; 2];
+    for (y, row) in dx.chunks_exact_mut(width).enumerate() {
+        let q = y + pad_y;
+        let windows = if q % 2 == 0 { [(q / 2).checked_sub(1), Some(q / 2)] } else { [Some((q - 1) / 2), None] };
+        let mut windows = windows.into_iter().flatten().filter(|&yo| yo < oh);
+        let (first, second) = (windows.next(), windows.next());
+        for yo in [first, second].into_iter().flatten() {
+            if held[yo % 2] != yo {
+                let ny = spans.rows[yo].1;
+                let dout_row = &dout[yo * ow..][..ow];
+                for ((share, &d), &(_, nx)) in shares.iter_mut().zip(dout_row).zip(&spans.cols) {
+                    *share = d / divisor(geom, ny * nx, include);
+                }
+                spread_phases(shares, slots[yo % 2 * 2 * len..][..2 * len].split_at_mut(len));
+                held[yo % 2] = yo;
+            }
+        }
+        let phases = |yo: usize| slots[yo % 2 * 2 * len..][..2 * len].split_at(len);
+        match (first, second) {
+            (Some(a), Some(b)) => {
+                let ((even_a, odd_a), (even_b, odd_b)) = (phases(a), phases(b));
+                sum_even.iter_mut().zip(even_a.iter().zip(even_b)).for_each(|(s, (&a, &b))| *s = a + b);
+                sum_odd.iter_mut().zip(odd_a.iter().zip(odd_b)).for_each(|(s, (&a, &b))| *s = a + b);
+                interleave_phases(row, (sum_even, sum_odd), pad_x);
+            }
+            (Some(a), None) => interleave_phases(row, phases(a), pad_x),
+            _ => row.iter_mut().for_each(|o| o.put(T::ZERO)),
+        }
+    }
 }
 }
 
@@ -334,19 +418,17 @@ fn spread_row<T: Element>(shares: &[T], spans: &Spans, (kw, stride): (usize, usi
     right.for_each(|xo| scatter(spread, xo));
 }
 
-/// An output row's shares spread over its columns (`spread[..W]`) for
-/// windows 3 wide at stride 2 (padding 0 or 1), in two contiguous phases
-/// instead of strided passes: with r = x + pad, a pixel of even r lies in
-/// windows r/2 − 1 and r/2, one of odd r in (r − 1)/2; so the even phase is
-/// `(0 + share[t − 1]) + share[t]`, the odd `0 + share[t]` — the general
-/// path's sums (from zero, windows in order) — and the row interleaves
-/// them. `spread` holds the row, then room for the phases.
+/// An output row's shares spread over its columns for windows 3 wide at
+/// stride 2 (padding 0 or 1), as two contiguous phases instead of strided
+/// passes: with r = x + pad, a pixel of even r lies in windows r/2 − 1 and
+/// r/2, one of odd r in (r − 1)/2; so `even[t]` is
+/// `(0 + share[t − 1]) + share[t]`, `odd[t]` is `0 + share[t]` — the
+/// general path's sums (from zero, windows in order). Values past the
+/// windows (`even[ow + 1..]`, `odd[ow..]`) are left as they are (zeros).
+/// [`interleave_phases`] makes the row.
 #[inline(always)]
-fn spread_3_stride_2<T: Element>(shares: &[T], (width, pad): (usize, usize), spread: &mut [T]) {
+fn spread_phases<T: Element>(shares: &[T], (even, odd): (&mut [T], &mut [T])) {
     let ow = shares.len();
-    let (row, phases) = spread.split_at_mut(width);
-    // Past the windows (even[ow + 1..], odd[ow..]) the phases stay zero.
-    let (even, odd) = phases.split_at_mut(phases.len() / 2);
     even[0] = T::ZERO + shares[0];
     let inner = even[1..ow].iter_mut().zip(shares).zip(&shares[1..]);
     inner.for_each(|((e, &left), &right)| *e = (T::ZERO + left) + right);
@@ -355,17 +437,6 @@ fn spread_3_stride_2<T: Element>(shares: &[T], (width, pad): (usize, usize), spr
         .iter_mut()
         .zip(shares)
         .for_each(|(o, &s)| *o = T::ZERO + s);
-    // (A 3-wide pooling window pads by 0 or 1.)
-    let (first, second): (&[T], &[T]) = if pad == 0 { (even, odd) } else { (odd, &even[1..]) };
-    let pairs = row.chunks_exact_mut(2);
-    let last = pairs.len();
-    for ((pair, &f), &s) in pairs.zip(first).zip(second) {
-        pair[0] = f;
-        pair[1] = s;
-    }
-    if width % 2 == 1 {
-        row[width - 1] = first[last];
-    }
 }
 
 multiversion! {
@@ -389,4 +460,37 @@ fn avg_plane_backward_2x2_stride2<T: Element>(dout: &[T], geom: &Window2d, dx: &
         rest.fill(T::ZERO);
     }
 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 3×3 / stride-2 backward pass into fresh memory writes every
+    /// pixel: its output (over memory the unit-test build poisons) equals
+    /// the in-place pass's over a NaN-filled dx, bit for bit.
+    #[test]
+    fn fresh_backward_writes_every_pixel() {
+        for (h, w, pad) in [
+            (7, 7, 1),
+            (8, 9, 1),
+            (9, 8, 0),
+            (5, 6, 0),
+            (3, 3, 1),
+            (4, 11, 1),
+            (10, 4, 0),
+        ] {
+            let g = Window2d::pooling([h, w], [3, 3], [2, 2], [pad, pad]).unwrap();
+            let planes = 3;
+            let dout: Vec<f32> = (0..planes * g.output_len()).map(|i| i as f32 + 0.5).collect();
+            for include in [false, true] {
+                let fresh = avg_pool2d_backward_vec(&dout, planes, &g, include).unwrap();
+                let mut dx = vec![f32::NAN; planes * h * w];
+                avg_pool2d_backward(&dout, planes, &g, include, &mut dx).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&fresh), bits(&dx), "{h}x{w} pad {pad}");
+                assert!(dx.iter().all(|v| v.is_finite()), "{h}x{w} pad {pad}");
+            }
+        }
+    }
 }

@@ -1,7 +1,10 @@
 //! Max pooling: forward with a compact arg-max, backward by scatter to it.
 
+use super::phase::interleave_phases;
 use super::phase::BLOCK;
-use super::{for_each_plane, is_2x2_stride2, plane_counts, Scratch, Slot, Spans, PARALLEL_MIN_ELEMENTS};
+use super::{
+    for_each_plane, is_2x2_stride2, is_3x3_stride2, plane_counts, Scratch, Slot, Spans, PARALLEL_MIN_ELEMENTS,
+};
 use crate::error::{check_len, Error, Result};
 use crate::isa::multiversion;
 use crate::{Element, Window2d};
@@ -132,7 +135,7 @@ fn forward_plane<T: Element, I: ArgIndex>(
 ) {
     if is_2x2_stride2(geom) {
         max_plane_2x2_stride2(x, geom.input()[1], geom.output()[1], out, arg);
-    } else if geom.kernel() == [3, 3] && geom.stride() == [2, 2] {
+    } else if is_3x3_stride2(geom) {
         max_plane_3x3_stride2(x, geom, spans, scratch, out, arg);
     } else {
         max_plane(x, geom, spans, scratch, out, arg);
@@ -485,7 +488,7 @@ impl<'a, T: Element, I: ArgIndex> Backward<'a, T, I> {
         }
         let pass = if non_overlapping {
             BackwardPass::NonOverlapping
-        } else if geom.kernel() == [3, 3] && geom.stride() == [2, 2] {
+        } else if is_3x3_stride2(geom) {
             BackwardPass::Gather3x3(Scatter::new(geom))
         } else {
             BackwardPass::Scatter(Scatter::new(geom))
@@ -729,18 +732,7 @@ fn max_plane_backward_3x3_stride2<T: Element, I: ArgIndex, O: Slot<T>>(
                 odd[..ow].fill(T::ZERO);
             }
         }
-        // Pixel x has r = x + pad_x: even r → even[r / 2], odd → odd[r / 2].
-        // (A 3×3 pooling window pads by 0 or 1.)
-        let (first, second): (&[T], &[T]) = if pad_x == 0 { (even, odd) } else { (odd, &even[1..]) };
-        let pairs = row.chunks_exact_mut(2);
-        let last = pairs.len();
-        for ((pair, &f), &s) in pairs.zip(first).zip(second) {
-            pair[0].put(f);
-            pair[1].put(s);
-        }
-        if width % 2 == 1 {
-            row[width - 1].put(first[last]);
-        }
+        interleave_phases(row, (even, odd), pad_x);
     }
 }
 }

@@ -37,7 +37,7 @@
 //! was zero-filled first (a write of all of it to memory). Alternated call
 //! by call on the ResNet shapes: backward 1.1-1.4×, forward 1.02-1.09×.
 //! A pass that writes every value of its plane and reads none back (the
-//! 3×3 / stride-2 max backward) skips even the in-cache zero fill: it
+//! 3×3 / stride-2 backward passes) skips even the in-cache zero fill: it
 //! writes through [`Slot`]s straight into the fresh memory
 //! ([`fresh_planes_written`]), another 1.3×.
 
@@ -114,6 +114,12 @@ impl Spans {
 /// with dedicated passes (every window full, no two overlapping).
 fn is_2x2_stride2(geom: &Window2d) -> bool {
     geom.kernel() == [2, 2] && geom.stride() == [2, 2] && geom.pad() == [0, 0]
+}
+
+/// Whether `geom` has 3×3 windows and stride 2 (ResNet's pooling; any
+/// padding, which for 3×3 pooling windows is 0 or 1).
+fn is_3x3_stride2(geom: &Window2d) -> bool {
+    geom.kernel() == [3, 3] && geom.stride() == [2, 2]
 }
 
 /// Checks that `geom` is a pooling geometry (what [`Window2d::pooling`]

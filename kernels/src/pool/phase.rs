@@ -16,6 +16,7 @@
 //! hold data. (The forward passes use it; the average backward pass spreads
 //! each output row's shares over one row buffer instead.)
 
+use super::Slot;
 use crate::Element;
 
 /// Elements per pass block.
@@ -84,6 +85,25 @@ impl<T: Element> PhaseBand<T> {
     pub(super) fn taps(&self, i: usize, c: usize, n: usize) -> &[T] {
         let (s, pitch) = (self.stride, self.pitch);
         &self.data[(i * s + c % s) * pitch..][..pitch][c / s..][..n]
+    }
+}
+
+/// The inverse of a stride-2 phase split, into a row of `row.len()`
+/// pixels: with r = x + `pad` (0 or 1), pixel x takes `even[r / 2]` for
+/// even r, `odd[r / 2]` for odd r. Each phase must hold a value for every
+/// such pixel (⌈W/2⌉ + 1 suffices).
+#[inline(always)]
+pub(super) fn interleave_phases<T: Copy, O: Slot<T>>(row: &mut [O], (even, odd): (&[T], &[T]), pad: usize) {
+    let (first, second) = if pad == 0 { (even, odd) } else { (odd, &even[1..]) };
+    let width = row.len();
+    let pairs = row.chunks_exact_mut(2);
+    let last = pairs.len();
+    for ((pair, &f), &s) in pairs.zip(first).zip(second) {
+        pair[0].put(f);
+        pair[1].put(s);
+    }
+    if width % 2 == 1 {
+        row[width - 1].put(first[last]);
     }
 }
 
