@@ -262,14 +262,20 @@ pub fn avg_pool2d_backward_vec<T: Element>(
     let spans = Spans::new(geom);
     let work = (planes, planes * (in_len + out_len));
     if is_3x3_stride2(geom) {
-        let plane = |scratch: &mut (Vec<T>, Vec<T>), p: usize, dx: &mut [MaybeUninit<T>]| {
+        let plane = |scratch: &mut (Vec<T>, Vec<T>),
+                     p: usize,
+                     dx: &mut [MaybeUninit<T>],
+                     unit: &mut [MaybeUninit<()>]| {
+            unit[0].write(());
             let dout = &dout[p * out_len..][..out_len];
             avg_plane_backward_3x3_stride2(dout, geom, &spans, count_include_pad, scratch, dx);
             Ok(())
         };
-        // SAFETY: the pass writes every pixel of its plane (see its docs).
+        // SAFETY: in_len > 0 (pooling), and the pass writes every pixel of
+        // its plane (see its docs).
         return unsafe {
-            super::fresh_planes_written(work, in_len, || backward_scratch(geom, &spans), plane)
+            super::fresh_planes_written(work, (in_len, 1), || backward_scratch(geom, &spans), plane)
+                .map(|(dx, _)| dx)
         };
     }
     let (dx, _) = super::fresh_planes(

@@ -112,8 +112,23 @@ pub fn max_pool2d_forward_vec<T: Element, I: ArgIndex>(
     check_taps::<I>(geom)?;
     check_len("x", x.len(), planes * in_len)?;
     let spans = Spans::new(geom);
+    let work = (planes, planes * (in_len + out_len));
+    if is_3x3_stride2(geom) {
+        let plane = |scratch: &mut Scratch<T>,
+                     p: usize,
+                     out: &mut [MaybeUninit<T>],
+                     arg: &mut [MaybeUninit<I>]| {
+            max_plane_3x3_stride2::<T, I, _, _>(&x[p * in_len..][..in_len], geom, &spans, scratch, out, arg);
+            Ok(())
+        };
+        // SAFETY: out_len > 0 (pooling), and the pass writes every output
+        // and tap of its plane (see its docs).
+        return unsafe {
+            super::fresh_planes_written(work, (out_len, out_len), || Scratch::new(geom, &spans), plane)
+        };
+    }
     super::fresh_planes(
-        (planes, planes * (in_len + out_len)),
+        work,
         (out_len, T::ZERO),
         (out_len, I::from_tap(0)),
         || Scratch::new(geom, &spans),
@@ -197,13 +212,13 @@ fn cut_window<T: Element, I: ArgIndex>(
     spans: &Spans,
     (y0, ny, skip_y): (usize, usize, usize),
     xo: usize,
-    out_row: &mut [T],
-    arg_row: &mut [I],
+    out_row: &mut [impl Slot<T>],
+    arg_row: &mut [impl Slot<I>],
 ) {
     let skip = (skip_y, spans.col_skip[xo]);
     let (value, tap) = window_max(x, width, kw, (y0, ny), spans.cols[xo], skip);
-    out_row[xo] = value;
-    arg_row[xo] = I::from_tap(tap as u32);
+    out_row[xo].put(value);
+    arg_row[xo].put(I::from_tap(tap as u32));
 }
 
 /// Stores the full windows' maxima and taps (`best`, `at`, in whole
@@ -212,13 +227,17 @@ fn cut_window<T: Element, I: ArgIndex>(
 fn store_full<T: Element, I: ArgIndex>(
     full: Range<usize>,
     (best, at): (&[T], &[u32]),
-    out_row: &mut [T],
-    arg_row: &mut [I],
+    out_row: &mut [impl Slot<T>],
+    arg_row: &mut [impl Slot<I>],
 ) {
-    out_row[full.clone()].copy_from_slice(&best[..full.len()]);
-    for (a, &t) in arg_row[full].iter_mut().zip(at) {
-        *a = I::from_tap(t);
-    }
+    out_row[full.clone()]
+        .iter_mut()
+        .zip(best)
+        .for_each(|(o, &v)| o.put(v));
+    arg_row[full]
+        .iter_mut()
+        .zip(at)
+        .for_each(|(a, &t)| a.put(I::from_tap(t)));
 }
 
 /// One tap of the full windows of an output row: `taps[k]` is the tap's
@@ -292,14 +311,16 @@ multiversion! {
 /// order per window — also in the rows whose windows padding cuts at the
 /// top or bottom; windows cut at the left or right one by one. The tap
 /// slices are found once per row: each costs a division by the stride,
-/// which per block cost as much as the compares.
-fn max_plane_3x3_stride2<T: Element, I: ArgIndex>(
+/// which per block cost as much as the compares. Writes every output and
+/// tap once, reading none (so they may be fresh memory:
+/// [`super::fresh_planes_written`]).
+fn max_plane_3x3_stride2<T: Element, I: ArgIndex, OT: Slot<T>, OI: Slot<I>>(
     x: &[T],
     geom: &Window2d,
     spans: &Spans,
     scratch: &mut Scratch<T>,
-    out: &mut [T],
-    argmax: &mut [I],
+    out: &mut [OT],
+    argmax: &mut [OI],
 ) {
     let width = geom.input()[1];
     let ow = spans.cols.len();
@@ -430,16 +451,24 @@ pub fn max_pool2d_backward_vec<T: Element, I: ArgIndex>(
     let in_len = backward.in_len;
     if let BackwardPass::Gather3x3(scatter) = &backward.pass {
         let n = backward.out_len;
-        let plane = |scratch: &mut Vec<T>, p: usize, dx: &mut [MaybeUninit<T>]| {
-            let (dout, arg) = (&dout[p * n..][..n], &argmax[p * n..][..n]);
-            scatter.check(arg, geom)?;
-            max_plane_backward_3x3_stride2(dout, arg, geom, scratch, dx);
-            Ok(())
-        };
-        // SAFETY: the gather writes every pixel of its plane (see its docs)
-        // whenever `plane` returns Ok.
+        let plane =
+            |scratch: &mut Vec<T>, p: usize, dx: &mut [MaybeUninit<T>], unit: &mut [MaybeUninit<()>]| {
+                unit[0].write(());
+                let (dout, arg) = (&dout[p * n..][..n], &argmax[p * n..][..n]);
+                scatter.check(arg, geom)?;
+                max_plane_backward_3x3_stride2(dout, arg, geom, scratch, dx);
+                Ok(())
+            };
+        // SAFETY: in_len > 0 (pooling), and the gather writes every pixel
+        // of its plane (see its docs) whenever `plane` returns Ok.
         return unsafe {
-            super::fresh_planes_written((planes, planes * in_len), in_len, || backward.scratch(), plane)
+            super::fresh_planes_written(
+                (planes, planes * in_len),
+                (in_len, 1),
+                || backward.scratch(),
+                plane,
+            )
+            .map(|(dx, _)| dx)
         };
     }
     let (dx, _) = super::fresh_planes(
@@ -766,6 +795,42 @@ fn max_plane_backward_2x2_stride2<T: Element, I: ArgIndex>(dout: &[T], argmax: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The 3×3 / stride-2 forward pass into fresh memory writes every
+    /// output and tap: its vectors (over memory the unit-test build
+    /// poisons) equal the in-place pass's over NaNs and tap 255.
+    #[test]
+    fn fresh_forward_writes_every_output() {
+        for (h, w, pad) in [
+            (7, 7, 1),
+            (8, 9, 1),
+            (9, 8, 0),
+            (5, 6, 0),
+            (3, 3, 1),
+            (4, 40, 1),
+            (40, 3, 0),
+        ] {
+            let g = Window2d::pooling([h, w], [3, 3], [2, 2], [pad, pad]).unwrap();
+            let planes = 3;
+            let x: Vec<f32> = (0..planes * h * w)
+                .map(|i| ((i * 37) % 23) as f32 - 11.0)
+                .collect();
+            let (fresh, fresh_arg) = max_pool2d_forward_vec::<f32, u8>(&x, planes, &g).unwrap();
+            let n = planes * g.output_len();
+            let (mut out, mut arg) = (vec![f32::NAN; n], vec![255u8; n]);
+            max_pool2d_forward(&x, planes, &g, &mut out, &mut arg).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                (bits(&fresh), &fresh_arg),
+                (bits(&out), &arg),
+                "{h}x{w} pad {pad}"
+            );
+            assert!(
+                out.iter().all(|v| v.is_finite()) && arg.iter().all(|&t| t < 9),
+                "{h}x{w} pad {pad}"
+            );
+        }
+    }
 
     /// The backward passes into fresh memory write every pixel: their
     /// output (over memory the unit-test build poisons) equals the
