@@ -94,7 +94,7 @@ pub(crate) fn gemm_blocked<T: Element>(
                 // Both packings in one parallel step (one wait, not two).
                 let a_block = a.slice(s![.., pc..pc + kc]);
                 let mut pack_b_block = || b.pack(pc..pc + kc, jc..jc + nc, nr, b_pack, parallel);
-                let mut pack_a_block = || pack_a(a_block, mr, a_pack, parallel);
+                let mut pack_a_block = || pack_a(a_block, (mr, kern.pack_a), a_pack, parallel);
                 if parallel {
                     rayon::join(pack_b_block, pack_a_block);
                 } else {

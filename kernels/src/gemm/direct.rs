@@ -222,7 +222,7 @@ pub(crate) fn im2col_product<T: Element>(
         for d in &depth {
             pack_a(
                 a.slice(s![.., d.clone()]),
-                mr,
+                (mr, kern.pack_a),
                 &mut a_pack[m_pad * d.start..][..m_pad * d.len()],
                 parallel,
             );

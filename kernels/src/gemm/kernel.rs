@@ -132,6 +132,11 @@ pub struct MicroKernel<T> {
     /// first (v + 1)·`lanes` columns (same sums, no FMAs on padding), with
     /// B's steps still NR apart; the full kernel where NR is narrower.
     pub narrow: [(KernelFn<T>, RowsKernelFn<T>); 2],
+    /// Packs MR rows of A read in place (unit column stride) into an A
+    /// panel by register transposes, where one fits MR (compiled for an
+    /// instruction set the kernel's implies); else A is packed value by
+    /// value.
+    pub pack_a: Option<super::transpose::PanelFn<T>>,
 }
 
 impl<T> MicroKernel<T> {
@@ -210,6 +215,7 @@ macro_rules! generic {
                 super::kernel_generic::kernel::<$t, $mr, $nr>,
                 super::kernel_generic::kernel_rows::<$t, $mr, $nr>,
             ); 2],
+            pack_a: None,
         }
     };
 }
@@ -218,7 +224,7 @@ macro_rules! generic {
 /// of [`super::simd_kernel`] (B read packed and in place), `$nv` vectors
 /// of `$lanes` per step (`$nv` ≥ 2).
 macro_rules! simd {
-    ($isa:expr, mr: $mr:literal, nv: $nv:literal, lanes: $lanes:literal, [$mc:literal, $jb:literal, $nc:literal], $module:ident::{$kernel:ident, $rows:ident}) => {
+    ($isa:expr, mr: $mr:literal, nv: $nv:literal, lanes: $lanes:literal, [$mc:literal, $jb:literal, $nc:literal], $module:ident::{$kernel:ident, $rows:ident}, pack_a: $pack_a:expr) => {
         MicroKernel {
             isa: $isa,
             mr: $mr,
@@ -234,6 +240,7 @@ macro_rules! simd {
                 (super::$module::$kernel::<1>, super::$module::$rows::<1>),
                 (super::$module::$kernel::<2>, super::$module::$rows::<2>),
             ],
+            pack_a: $pack_a,
         }
     };
 }
@@ -292,11 +299,11 @@ impl HasKernels for f32 {
         match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
-                simd!(isa, mr: 8, nv: 3, lanes: 16, [144, 288, 4608], kernel_avx512::{f32_8x48, f32_8x48_rows})
+                simd!(isa, mr: 8, nv: 3, lanes: 16, [144, 288, 4608], kernel_avx512::{f32_8x48, f32_8x48_rows}, pack_a: Some(super::transpose::panel_f32_avx2))
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => {
-                simd!(isa, mr: 6, nv: 2, lanes: 8, [120, 256, 4096], kernel_avx2::{f32_6x16, f32_6x16_rows})
+                simd!(isa, mr: 6, nv: 2, lanes: 8, [120, 256, 4096], kernel_avx2::{f32_6x16, f32_6x16_rows}, pack_a: None)
             }
             _ => generic!(f32, 4, 8),
         }
@@ -345,11 +352,11 @@ impl HasKernels for f64 {
         match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
-                simd!(isa, mr: 8, nv: 3, lanes: 8, [144, 288, 4608], kernel_avx512::{f64_8x24, f64_8x24_rows})
+                simd!(isa, mr: 8, nv: 3, lanes: 8, [144, 288, 4608], kernel_avx512::{f64_8x24, f64_8x24_rows}, pack_a: Some(super::transpose::panel_f64_avx512))
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => {
-                simd!(isa, mr: 6, nv: 2, lanes: 4, [120, 256, 4096], kernel_avx2::{f64_6x8, f64_6x8_rows})
+                simd!(isa, mr: 6, nv: 2, lanes: 4, [120, 256, 4096], kernel_avx2::{f64_6x8, f64_6x8_rows}, pack_a: None)
             }
             _ => generic!(f64, 4, 4),
         }
