@@ -598,6 +598,7 @@ fn bad_tap<I: ArgIndex>(geom: &Window2d, tap: &I) -> Error {
 
 /// What the general backward pass shares between planes: the window spans
 /// and, per tap, its row and column in the window (no division per output).
+/// The 3×3 / stride-2 gather uses it to check the taps.
 struct Scatter {
     spans: Spans,
     rows_of: Vec<usize>,
