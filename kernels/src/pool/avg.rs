@@ -296,8 +296,9 @@ multiversion! {
 /// Average-pooling backward of one plane, separably: per output row, its
 /// windows' shares spread over their columns (a column's windows added in
 /// column order; for windows 3 wide at stride 2, in two contiguous phases,
-/// 1.2-1.3× the strided passes) into `spread`, then that row copied into the window rows
-/// of dx that no earlier output row reached and added to the others. Every
+/// 1.2-1.3× the strided passes) into `spread`, then that row copied into
+/// the window rows of dx that no earlier output row reached and added to
+/// the others. Every
 /// pixel is written once or more, no zero fill first (rows no window
 /// covers are zeroed); a pixel's sum is its windows' shares grouped by
 /// output row, the rows in order.
@@ -351,8 +352,9 @@ multiversion! {
 /// for even q, in (q − 1)/2 for odd q; each window row's shares spread
 /// once ([`spread_phases`], two rows kept), and row y is the first
 /// spread, plus the second — the general pass's sums (a row copied, then
-/// the next window row added) — interleaved straight into dx. Writes every pixel once, reading none (so
-/// `dx` may be fresh memory: [`super::fresh_planes_written`]).
+/// the next window row added) — interleaved straight into dx. Writes every
+/// pixel once, reading none (so `dx` may be fresh memory:
+/// [`super::fresh_planes_written`]).
 fn avg_plane_backward_3x3_stride2<T: Element, O: Slot<T>>(
     dout: &[T],
     geom: &Window2d,
@@ -470,6 +472,7 @@ fn avg_plane_backward_2x2_stride2<T: Element>(dout: &[T], geom: &Window2d, dx: &
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::bits;
     use super::*;
 
     /// The 3×3 / stride-2 backward pass into fresh memory writes every
@@ -493,7 +496,6 @@ mod tests {
                 let fresh = avg_pool2d_backward_vec(&dout, planes, &g, include).unwrap();
                 let mut dx = vec![f32::NAN; planes * h * w];
                 avg_pool2d_backward(&dout, planes, &g, include, &mut dx).unwrap();
-                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&fresh), bits(&dx), "{h}x{w} pad {pad}");
                 assert!(dx.iter().all(|v| v.is_finite()), "{h}x{w} pad {pad}");
             }

@@ -795,6 +795,7 @@ fn max_plane_backward_2x2_stride2<T: Element, I: ArgIndex>(dout: &[T], argmax: &
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::bits;
     use super::*;
 
     /// The 3×3 / stride-2 forward pass into fresh memory writes every
@@ -820,7 +821,6 @@ mod tests {
             let n = planes * g.output_len();
             let (mut out, mut arg) = (vec![f32::NAN; n], vec![255u8; n]);
             max_pool2d_forward(&x, planes, &g, &mut out, &mut arg).unwrap();
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert_eq!(
                 (bits(&fresh), &fresh_arg),
                 (bits(&out), &arg),
@@ -849,7 +849,6 @@ mod tests {
             let fresh = max_pool2d_backward_vec(&dout, &arg, planes, &g).unwrap();
             let mut dx = vec![f32::NAN; x.len()];
             max_pool2d_backward(&dout, &arg, planes, &g, &mut dx).unwrap();
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&fresh), bits(&dx), "{h}x{w} pad {pad}");
             assert!(dx.iter().all(|v| v.is_finite()), "{h}x{w} pad {pad}");
         }

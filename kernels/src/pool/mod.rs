@@ -326,3 +326,11 @@ fn for_each_plane<S, A: Sync, B: Send, C: Send>(
             .for_each_init(init, |scratch, ((i, o), a)| f(scratch, i, o, a));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The bit patterns of `v` (NaNs and signed zeros compared exactly).
+    pub(super) fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|f| f.to_bits()).collect()
+    }
+}
