@@ -92,9 +92,9 @@ pub fn selected() -> Isa {
 /// AVX2 or AVX-512 where the CPU has them, and the forced-ISA test runs
 /// cover every copy.
 macro_rules! multiversion {
-    ($(#[$meta:meta])* fn $name:ident<$($g:ident: $b:path),+>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident<$($g:ident: $b:path),+>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
-        fn $name<$($g: $b),+>($($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name<$($g: $b),+>($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             fn body<$($g: $b),+>($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]

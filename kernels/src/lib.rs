@@ -21,12 +21,13 @@ mod im2col;
 mod isa;
 mod pool;
 pub mod probe;
+mod slot;
 
 pub use element::Element;
 pub use error::{checked_product, Error, Result};
 pub use gemm::{
-    gemm, gemm_engine, gemm_im2col, gemm_im2col_serial, gemm_im2col_stacked, gemm_im2col_stacked_serial,
-    gemm_im2col_transposed, gemm_im2col_transposed_serial, gemm_serial,
+    gemm, gemm_engine, gemm_im2col, gemm_im2col_batch, gemm_im2col_serial, gemm_im2col_stacked,
+    gemm_im2col_stacked_serial, gemm_im2col_transposed, gemm_im2col_transposed_serial, gemm_serial,
 };
 pub use geometry::Window2d;
 pub use im2col::{col2im, col2im_batch, col2im_rows, im2col, im2col_batch};

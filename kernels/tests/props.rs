@@ -1196,6 +1196,144 @@ proptest! {
     }
 }
 
+/// A grouped batch into a new array (never zero-filled): image n, group
+/// g's block equals, bit for bit, the one-image implicit GEMM (itself
+/// checked against the explicit product above) with bias[g·M + r] added
+/// to row r; 1 and 3 threads give the same bits.
+fn check_implicit_gemm_batch<T: Real>(
+    g: &Geometry,
+    (groups, m): (usize, usize),
+    count: usize,
+    gap: usize,
+    with_bias: bool,
+    raw: &[f64],
+) {
+    let Ok(geom) = g.window() else { return };
+    let c = g.channels;
+    let (group_len, p) = (c * geom.input_len(), geom.output_len());
+    let stride = groups * group_len + gap;
+    let value = |i: usize| <T as Element>::from_f64(raw[i % raw.len()]);
+    let images: Vec<T> = (0..count * stride).map(|i| value(i * 5 + 2)).collect();
+    let k = c * geom.kernel_len();
+    let a: Vec<Array2<T>> = (0..groups)
+        .map(|gr| Array2::from_shape_fn((m, k), |(i, j)| value(gr * 13 + i * 7 + j * 3 + 1)))
+        .collect();
+    let views: Vec<_> = a.iter().map(|a| a.view()).collect();
+    let bias: Vec<T> = (0..groups * m).map(|r| value(r * 11 + 4)).collect();
+    let bias = with_bias.then_some(&bias[..]);
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| gemm_im2col_batch(&views, &images, count, stride, c, &geom, bias).unwrap())
+    };
+    let out = run(3);
+    assert_eq!(out.dim(), (count, groups * m, p));
+    assert_eq!(
+        bits_of(out.as_slice().unwrap()),
+        bits_of(run(1).as_slice().unwrap()),
+        "threads"
+    );
+    for n in 0..count {
+        for (gr, a_g) in a.iter().enumerate() {
+            let mut one = Array2::<T>::zeros((m, p));
+            let image = &images[n * stride + gr * group_len..][..group_len];
+            gemm_im2col(
+                <T as Element>::ONE,
+                a_g.view(),
+                image,
+                c,
+                &geom,
+                <T as Element>::ZERO,
+                one.view_mut(),
+            )
+            .unwrap();
+            if let Some(bias) = bias {
+                for (r, mut row) in one.outer_iter_mut().enumerate() {
+                    row.mapv_inplace(|v| v + bias[gr * m + r]);
+                }
+            }
+            let got = out.slice(ndarray::s![n, gr * m..(gr + 1) * m, ..]);
+            assert_eq!(
+                bits_of(got.to_owned().as_slice().unwrap()),
+                bits_of(one.as_slice().unwrap()),
+                "image {n}, group {gr}"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    #[test]
+    fn implicit_gemm_batch_equals_per_image(g in geometry(), groups in 1usize..4, m in 0usize..20, count in 0usize..6, gap in 0usize..3, with_bias: bool, raw in data(131)) {
+        check_implicit_gemm_batch::<f32>(&g, (groups, m), count, gap, with_bias, &raw);
+        check_implicit_gemm_batch::<f64>(&g, (groups, m), count, gap, with_bias, &raw);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(16))]
+
+    /// Large images: the in-place route either side of its row limit, and
+    /// beyond it the packed route on one image (written straight) or on
+    /// several (zeroed first).
+    #[test]
+    fn implicit_gemm_large_batch_equals_per_image(g in large_geometry(), groups in 1usize..3, m in 1usize..=128, count in 2usize..4, with_bias: bool, raw in data(131)) {
+        for (m, count) in [(m, count), (130, 1), (130, count)] {
+            check_implicit_gemm_batch::<f32>(&g, (groups, m), count, 1, with_bias, &raw);
+            check_implicit_gemm_batch::<f64>(&g, (groups, m), count, 1, with_bias, &raw);
+        }
+    }
+}
+
+#[test]
+fn implicit_gemm_batch_errors() {
+    let g = Window2d::new([4, 4], [3, 3], [1, 1], [1, 1], [1, 1]).unwrap();
+    // Two groups of 2 channels: images of 64 values, 2×18 matrices.
+    let a = Array2::<f32>::zeros((2, 18));
+    let run = |a: &[ArrayView2<'_, f32>], images: &[f32], stride: usize, bias: Option<&[f32]>| {
+        gemm_im2col_batch(a, images, 2, stride, 2, &g, bias)
+    };
+    let ok = [a.view(), a.view()];
+    assert_eq!(run(&ok, &[0.0; 128], 64, None).unwrap().dim(), (2, 4, 16));
+    assert!(matches!(
+        run(&[], &[0.0; 128], 64, None),
+        Err(Error::Parameter { arg: "a", .. })
+    ));
+    let a9 = Array2::<f32>::zeros((2, 9));
+    assert!(matches!(
+        run(&[a9.view(), a9.view()], &[0.0; 128], 64, None),
+        Err(Error::Shape { arg: "a", .. })
+    ));
+    let a3 = Array2::<f32>::zeros((3, 18));
+    assert!(matches!(
+        run(&[a.view(), a3.view()], &[0.0; 128], 64, None),
+        Err(Error::Shape { arg: "a", .. })
+    ));
+    assert!(matches!(
+        run(&ok, &[0.0; 127], 64, None),
+        Err(Error::Shape { arg: "images", .. })
+    ));
+    assert!(matches!(
+        run(&ok, &[0.0; 128], 63, None),
+        Err(Error::Parameter {
+            arg: "image_stride",
+            ..
+        })
+    ));
+    assert!(matches!(
+        run(&ok, &[0.0; 128], 64, Some(&[0.0; 2])),
+        Err(Error::Shape { arg: "bias", .. })
+    ));
+    assert!(matches!(
+        gemm_im2col_batch(&ok, &[0.0; 128], usize::MAX, 64, 2, &g, None),
+        Err(Error::Overflow { .. })
+    ));
+}
+
 #[test]
 fn implicit_gemm_stacked_errors() {
     let g = Window2d::new([4, 4], [3, 3], [1, 1], [1, 1], [1, 1]).unwrap();

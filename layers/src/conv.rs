@@ -13,8 +13,9 @@
 //! it: with up to 128 filters per group the micro-kernel reads its rows in
 //! place from bands of the zero-padded, stride-phase-split image (no packing
 //! of B), with more filters the GEMM packs its panels straight from the
-//! image; either way the products are written straight into the output,
-//! the bias added as they are. Backward:
+//! image; either way the products are written straight into the output
+//! ([`patchwise_kernels::gemm_im2col_batch`]: a new array, never
+//! zero-filled first), the bias added as they are. Backward:
 //!
 //! ```text
 //! db[f]  = Σ_{n, p} dout[n, f, p]
@@ -33,7 +34,8 @@
 //! output rows (about 512 KiB of columns) and scatter each band with
 //! [`patchwise_kernels::col2im_rows`] while it is in cache. For 1×1,
 //! stride-1, unpadded convolutions dx skips col2im: the image is the
-//! matrix.
+//! matrix, Wᵀ · dout the 1×1 convolution of dout. The two implicit-GEMM
+//! routes write dx straight into a new array, like the forward pass.
 //!
 //! **Memory.** The forward pass's cache borrows x and w (no copy when they
 //! are in standard layout), so beyond its output the pass needs only
@@ -63,12 +65,10 @@
 use crate::stats::lane_sum;
 use crate::{check, Element, Error, Result};
 use ndarray::{
-    s, Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, ArrayViewMut3,
-    CowArray, Ix4,
+    s, Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, CowArray, Ix4,
 };
 use patchwise_kernels::{
-    checked_product, col2im_rows, gemm, gemm_im2col_stacked, gemm_im2col_stacked_serial,
-    gemm_im2col_transposed, gemm_serial, Window2d,
+    checked_product, col2im_rows, gemm, gemm_im2col_batch, gemm_im2col_transposed, gemm_serial, Window2d,
 };
 use rayon::prelude::*;
 
@@ -216,125 +216,14 @@ impl Gemm {
             Gemm::Parallel => gemm(T::ONE, a, b, beta, c),
         }
     }
-
-    /// `c[n] ← a · im2col(imageₙ) (+ bias)` for each image of the chunk, on the chosen
-    /// thread level.
-    #[allow(clippy::too_many_arguments)]
-    fn run_stacked<T: Element>(
-        self,
-        a: ArrayView2<'_, T>,
-        (images, count, image_stride): (&[T], usize, usize),
-        channels: usize,
-        geom: &Window2d,
-        bias: Option<&[T]>,
-        c: ArrayViewMut3<'_, T>,
-    ) -> Result<()> {
-        let product = match self {
-            Gemm::Serial => gemm_im2col_stacked_serial,
-            Gemm::Parallel => gemm_im2col_stacked,
-        };
-        product(
-            T::ONE,
-            a,
-            images,
-            count,
-            image_stride,
-            channels,
-            geom,
-            T::ZERO,
-            bias,
-            c,
-        )
-    }
 }
 
-/// Output pixels per implicit-GEMM product worth aiming for: images with
-/// fewer go several to a product (whole panels, A packed once per chunk).
-const STACK_PIXELS: usize = 1024;
-
-/// Images per chunk of a batch of `n` images of `pixels` output pixels:
-/// about [`STACK_PIXELS`] pixels per chunk, the chunks evened out. Depends
-/// on the shape only, never on the thread count, so the order of every sum
-/// is fixed.
-fn images_per_chunk(n: usize, pixels: usize) -> usize {
-    let chunks = (n * pixels).div_ceil(STACK_PIXELS).clamp(1, n);
-    n.div_ceil(chunks)
-}
-
-/// A convolution-shaped product applied to every image of a batch:
-/// `dst[n][g·m + r] = (A_g · im2col(src[n], group g))[r]` — the forward
-/// pass (A = W) and the flipped-filter dx (A = the flipped W).
-struct ImplicitConv<'a, T> {
-    /// (groups·m × channels·KH·KW); group g is rows g·m...
-    a: ArrayView2<'a, T>,
-    groups: usize,
-    /// Output channels per group.
-    m: usize,
-    /// Input channels per group.
-    channels: usize,
-    geom: &'a Window2d,
-    /// Added to every pixel of output channel r, if given.
-    bias: Option<&'a [T]>,
-}
-
-impl<T: Element> ImplicitConv<'_, T> {
-    /// Runs over `n` images: `src` holds images `src_len` apart, `dst`
-    /// outputs `dst_len` apart. Images go in chunks whose size depends on
-    /// the shape only (about [`STACK_PIXELS`] output pixels, evened out);
-    /// chunks run in parallel with serial GEMMs when there are enough of
-    /// them, else one after another with parallel GEMMs — the same bits.
-    fn run(&self, n: usize, (src, src_len): (&[T], usize), (dst, dst_len): (&mut [T], usize)) -> Result<()> {
-        let pixels = self.geom.output_len();
-        let per_chunk = images_per_chunk(n, pixels);
-        let chunk = |i: usize, dst: &mut [T], mode: Gemm| {
-            let count = per_chunk.min(n - i * per_chunk);
-            self.chunk(
-                &src[i * per_chunk * src_len..],
-                (count, src_len),
-                (dst, dst_len),
-                mode,
-            )
-        };
-        if rayon::current_num_threads() <= n.div_ceil(per_chunk) {
-            dst.par_chunks_mut(per_chunk * dst_len)
-                .enumerate()
-                .try_for_each(|(i, d)| chunk(i, d, Gemm::Serial))
-        } else {
-            dst.chunks_mut(per_chunk * dst_len)
-                .enumerate()
-                .try_for_each(|(i, d)| chunk(i, d, Gemm::Parallel))
-        }
-    }
-
-    /// One chunk of `count` images, through one stacked product per group
-    /// written straight into their outputs in `dst`.
-    fn chunk(
-        &self,
-        src: &[T],
-        (count, src_len): (usize, usize),
-        (dst, dst_len): (&mut [T], usize),
-        mode: Gemm,
-    ) -> Result<()> {
-        let (m, c, p) = (self.m, self.channels, self.geom.output_len());
-        let plane = self.geom.input_len();
-        let groups = self.groups;
-        let mut outs = ArrayViewMut3::from_shape((count, groups * m, p), &mut dst[..count * dst_len])
-            .expect("count·F·P elements");
-        for g in 0..groups {
-            let a_g = self.a.slice(s![g * m..(g + 1) * m, ..]);
-            let bias = self.bias.map(|b| &b[g * m..(g + 1) * m]);
-            let out = outs.slice_mut(s![.., g * m..(g + 1) * m, ..]);
-            mode.run_stacked(
-                a_g,
-                (&src[g * c * plane..], count, src_len),
-                c,
-                self.geom,
-                bias,
-                out,
-            )?;
-        }
-        Ok(())
-    }
+/// The weights' matrices of every group, each (F/G × C/G·KH·KW).
+fn group_matrices<'a, T>(w: ArrayView2<'a, T>, plan: &Plan) -> Vec<ArrayView2<'a, T>> {
+    let fg = plan.fg();
+    (0..plan.groups)
+        .map(|g| w.slice_move(s![g * fg..(g + 1) * fg, ..]))
+        .collect()
 }
 
 /// What [`backward`] needs: the input, the weights and the geometry. It
@@ -389,22 +278,22 @@ pub fn forward<'a, T: Element>(
     check::shape("b", b.shape(), &[plan.f])?;
     let (x, w) = (standard_layout(x), standard_layout(w));
     let [oh, ow] = plan.geom.output();
-    let mut out = crate::output::zeros((plan.n, plan.f, oh, ow));
-    let out_len = plan.f * plan.p();
-    if plan.n > 0 && out_len > 0 {
-        let bias = b.to_vec();
-        let conv = ImplicitConv {
-            a: weight_matrix(&w, &plan),
-            groups: plan.groups,
-            m: plan.fg(),
-            channels: plan.cg(),
-            geom: &plan.geom,
-            bias: Some(&bias),
-        };
-        let images = x.as_slice().expect("standard layout");
-        let outs = out.as_slice_mut().expect("fresh array");
-        conv.run(plan.n, (images, plan.image_len()), (outs, out_len))?;
-    }
+    let bias = b.to_vec();
+    let images = x.as_slice().expect("standard layout");
+    let groups = group_matrices(weight_matrix(&w, &plan), &plan);
+    let image_len = plan.image_len();
+    let out = gemm_im2col_batch(
+        &groups,
+        images,
+        plan.n,
+        image_len,
+        plan.cg(),
+        &plan.geom,
+        Some(&bias),
+    )?;
+    let out = out
+        .into_shape_with_order((plan.n, plan.f, oh, ow))
+        .expect("N·F·P elements");
     Ok((out, ConvCache { x, w, plan }))
 }
 
@@ -432,7 +321,8 @@ fn weight_gradient<T: Element>(plan: &Plan, images: &[T], douts: &[T]) -> Result
 
 /// How dx is computed, chosen once per backward call from the shapes.
 enum DxRoute<T> {
-    /// 1×1, stride 1, unpadded: dx = Wᵀ · dout, straight into the image.
+    /// 1×1, stride 1, unpadded: dx = Wᵀ · dout, the image itself the
+    /// product's output.
     Pointwise,
     /// Stride 1: dx is the convolution of dout (padded by
     /// `dilation·(K − 1) − pad`) with the flipped filters, channels and
@@ -519,10 +409,10 @@ fn flipped_geometry(g: &Window2d) -> Option<Window2d> {
 /// (about half of L2).
 const COL2IM_BAND_BYTES: usize = 1 << 19;
 
-/// dx of one image by the pointwise product or the column route (the
-/// flipped route runs as an [`ImplicitConv`] over the whole batch); `dx`
-/// arrives zeroed.
-fn backward_dx_image<T: Element>(
+/// dx of one image by the column route (Wᵀ · dout band by band of output
+/// rows, each band scattered by col2im while in cache); `dx` arrives
+/// zeroed.
+fn col2im_dx_image<T: Element>(
     plan: &Plan,
     w: ArrayView2<'_, T>,
     dout: &[T],
@@ -531,33 +421,74 @@ fn backward_dx_image<T: Element>(
     mode: Gemm,
 ) -> Result<()> {
     let (fg, p, cg, hw) = (plan.fg(), plan.p(), plan.cg(), plan.geom.input_len());
+    // Output rows per band: a number fixed by the shape.
+    let [oh, ow] = plan.geom.output();
+    let row_bytes = plan.k() * ow * std::mem::size_of::<T>();
+    let band = (COL2IM_BAND_BYTES / row_bytes.max(1)).clamp(1, oh.max(1));
     for g in 0..plan.groups {
         let dout_g = &dout[g * fg * p..][..fg * p];
         let dout_m = ArrayView2::from_shape((fg, p), dout_g).expect("Fg·P elements");
         let w_g = w.slice(s![g * fg..(g + 1) * fg, ..]);
         let dx_g = &mut dx[g * cg * hw..][..cg * hw];
-        if plan.geom.is_pointwise() {
-            let dx_g = ArrayViewMut2::from_shape((cg, hw), dx_g).expect("Cg·HW elements");
-            mode.run(w_g.t(), dout_m, T::ZERO, dx_g)?;
-        } else {
-            // Band by band of output rows (a number fixed by the shape):
-            // each band's columns are scattered while still in cache.
-            let [oh, ow] = plan.geom.output();
-            let row_bytes = plan.k() * ow * std::mem::size_of::<T>();
-            let band = (COL2IM_BAND_BYTES / row_bytes.max(1)).clamp(1, oh.max(1));
-            for r0 in (0..oh).step_by(band) {
-                let rows = r0..(r0 + band).min(oh);
-                let width = rows.len() * ow;
-                buf.resize(plan.k() * width, T::ZERO);
-                let dcols =
-                    ArrayViewMut2::from_shape((plan.k(), width), &mut buf[..]).expect("K·band elements");
-                let dout_band = dout_m.slice(s![.., r0 * ow..r0 * ow + width]);
-                mode.run(w_g.t(), dout_band, T::ZERO, dcols)?;
-                col2im_rows(buf, cg, &plan.geom, rows, dx_g)?;
-            }
+        for r0 in (0..oh).step_by(band) {
+            let rows = r0..(r0 + band).min(oh);
+            let width = rows.len() * ow;
+            buf.resize(plan.k() * width, T::ZERO);
+            let dcols = ArrayViewMut2::from_shape((plan.k(), width), &mut buf[..]).expect("K·band elements");
+            let dout_band = dout_m.slice(s![.., r0 * ow..r0 * ow + width]);
+            mode.run(w_g.t(), dout_band, T::ZERO, dcols)?;
+            col2im_rows(buf, cg, &plan.geom, rows, dx_g)?;
         }
     }
     Ok(())
+}
+
+/// dx of every image, (N·C·H·W values), by the route [`DxRoute`] picks;
+/// n, F·P and C·H·W all positive.
+fn input_gradient<T: Element>(cache: &ConvCache<'_, T>, douts: &[T]) -> Result<Array4<T>> {
+    let plan = cache.plan;
+    let (out_len, fg) = (plan.f * plan.p(), plan.fg());
+    let wm = weight_matrix(&cache.w, &plan);
+    let flat = match DxRoute::new(&plan, &cache.w) {
+        DxRoute::Flipped { w, geom } => {
+            let cg = plan.cg();
+            let groups: Vec<_> = (0..plan.groups)
+                .map(|g| w.slice(s![g * cg..(g + 1) * cg, ..]))
+                .collect();
+            gemm_im2col_batch(&groups, douts, plan.n, out_len, fg, &geom, None)?
+        }
+        DxRoute::Pointwise => {
+            // dx[n] = W_gᵀ · dout_g[n]: a 1×1 window over dout.
+            let groups: Vec<_> = group_matrices(wm, &plan)
+                .into_iter()
+                .map(|w_g| w_g.reversed_axes())
+                .collect();
+            gemm_im2col_batch(&groups, douts, plan.n, out_len, fg, &plan.geom, None)?
+        }
+        DxRoute::Col2im => {
+            let mut dx = crate::output::zeros(cache.x.raw_dim());
+            let dxs = dx.as_slice_mut().expect("fresh array");
+            let image_len = plan.image_len();
+            if plan.parallel_over(plan.n) {
+                // One image per task.
+                douts
+                    .par_chunks(out_len)
+                    .zip(dxs.par_chunks_mut(image_len))
+                    .try_for_each_init(Vec::new, |buf, (d, dx)| {
+                        col2im_dx_image(&plan, wm, d, dx, buf, Gemm::Serial)
+                    })?;
+            } else {
+                let mut buf = Vec::new();
+                for (d, dx) in douts.chunks(out_len).zip(dxs.chunks_mut(image_len)) {
+                    col2im_dx_image(&plan, wm, d, dx, &mut buf, Gemm::Parallel)?;
+                }
+            }
+            return Ok(dx);
+        }
+    };
+    Ok(flat
+        .into_shape_with_order(cache.x.raw_dim())
+        .expect("N·C·H·W elements"))
 }
 
 /// Backward pass.
@@ -571,7 +502,6 @@ pub fn backward<T: Element>(dout: ArrayView4<'_, T>, cache: &ConvCache<'_, T>) -
     let dout = dout.as_standard_layout();
     let douts = dout.as_slice().expect("standard layout");
     let images = cache.x.as_slice().expect("standard layout");
-    let wm = weight_matrix(&cache.w, &plan);
     let out_len = plan.f * plan.p();
 
     // db: per filter, images in order, each image's pixels by [`lane_sum`].
@@ -592,35 +522,10 @@ pub fn backward<T: Element>(dout: ArrayView4<'_, T>, cache: &ConvCache<'_, T>) -
         .into_shape_with_order((plan.f, plan.cg(), kh, kw))
         .expect("F·K elements");
 
-    let mut dx = crate::output::zeros(cache.x.raw_dim());
-    if plan.n > 0 && out_len > 0 && plan.image_len() > 0 {
-        let route = DxRoute::new(&plan, &cache.w);
-        let dxs = dx.as_slice_mut().expect("fresh array");
-        let image_len = plan.image_len();
-        if let DxRoute::Flipped { w, geom } = &route {
-            let conv = ImplicitConv {
-                a: w.view(),
-                groups: plan.groups,
-                m: plan.cg(),
-                channels: plan.fg(),
-                geom,
-                bias: None,
-            };
-            conv.run(plan.n, (douts, out_len), (dxs, image_len))?;
-        } else if plan.parallel_over(plan.n) {
-            // One image per task.
-            douts
-                .par_chunks(out_len)
-                .zip(dxs.par_chunks_mut(image_len))
-                .try_for_each_init(Vec::new, |buf, (d, dx)| {
-                    backward_dx_image(&plan, wm, d, dx, buf, Gemm::Serial)
-                })?;
-        } else {
-            let mut buf = Vec::new();
-            for (d, dx) in douts.chunks(out_len).zip(dxs.chunks_mut(image_len)) {
-                backward_dx_image(&plan, wm, d, dx, &mut buf, Gemm::Parallel)?;
-            }
-        }
-    }
+    let dx = if plan.n > 0 && out_len > 0 && plan.image_len() > 0 {
+        input_gradient(cache, douts)?
+    } else {
+        crate::output::zeros(cache.x.raw_dim())
+    };
     Ok(ConvGrads { dx, dw, db })
 }

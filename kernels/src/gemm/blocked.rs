@@ -16,6 +16,7 @@
 
 use super::kernel::MicroKernel;
 use super::pack::{aligned, pack_a, PackB};
+use crate::slot::Slot;
 use crate::Element;
 use ndarray::{s, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
@@ -68,16 +69,18 @@ fn task_blocks<T>(kern: &MicroKernel<T>, m: usize, nc: usize, threads: usize) ->
     (mc, jb)
 }
 
-/// `C ← alpha·A·B + beta·C` with m, n, k > 0 (checked by the caller).
-pub(crate) fn gemm_blocked<T: Element>(
+/// `C ← alpha·A·B + beta·C` with m, n, k > 0 (checked by the caller). C
+/// may be fresh memory ([`Slot`]) when beta is 0: it is then only written.
+pub(crate) fn gemm_blocked<T: Element, S: Slot<T>>(
     kern: &MicroKernel<T>,
     alpha: T,
     a: ArrayView2<'_, T>,
     b: &impl PackB<T>,
     beta: T,
-    mut c: ArrayViewMut2<'_, T>,
+    mut c: ArrayViewMut2<'_, S>,
     parallel: bool,
 ) {
+    debug_assert!(S::INIT || beta == T::ZERO, "fresh C is only written");
     let (m, k) = a.dim();
     let n = b.dim().1;
     let (mr, nr) = (kern.mr, kern.nr);
@@ -103,9 +106,10 @@ pub(crate) fn gemm_blocked<T: Element>(
                 }
                 let (a_pack, b_pack) = (&*a_pack, &*b_pack);
                 let beta = if pc == 0 { beta } else { T::ONE };
-                let task = |(row, col, mut block): (usize, usize, ArrayViewMut2<'_, T>)| {
+                let task = |(row, col, mut block): (usize, usize, ArrayViewMut2<'_, S>)| {
                     let (rsc, csc) = (block.strides()[0], block.strides()[1]);
-                    let base = block.as_mut_ptr();
+                    // A slot has T's layout (`Slot`'s contract).
+                    let base = block.as_mut_ptr().cast::<T>();
                     // A micro-panel (MR·KC) stays in L1 while B micro-panels
                     // stream from L2: measured faster here than the reverse.
                     for i in (0..block.nrows()).step_by(mr) {
@@ -116,7 +120,9 @@ pub(crate) fn gemm_blocked<T: Element>(
                             // SAFETY: the panels hold kc·MR and kc·NR values (sliced
                             // above); (i, j) .. (i + rows, j + cols) lies inside
                             // `block`, a unique borrow of C that aliases neither
-                            // packed buffer; the kernel was chosen for an
+                            // packed buffer; fresh slots are only written (beta
+                            // = 0 on the first KC block, after which the tile
+                            // holds values); the kernel was chosen for an
                             // instruction set this CPU supports.
                             unsafe {
                                 let tile = base.offset(i as isize * rsc + j as isize * csc);

@@ -37,6 +37,7 @@
 
 use super::kernel::MicroKernel;
 use super::pack::{aligned, pack_a};
+use crate::slot::Slot;
 use crate::{Element, Window2d};
 use ndarray::{s, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis};
 use rayon::prelude::*;
@@ -187,16 +188,17 @@ impl<'a, T: Element> Source<'a, T> {
 /// `Cₙ ← alpha·A·im2col(xₙ) (+ bias[r] on row r)` (Cₙ = `c[n]`) for
 /// `count` images `image_stride` apart (see the module docs), C being
 /// (count, M, OH·OW); shapes already checked by the caller. The bias is
-/// added as the tiles are scattered to C.
+/// added as the tiles are scattered to C. C is only written, so it may be
+/// fresh memory ([`Slot`]).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn im2col_product<T: Element>(
+pub(crate) fn im2col_product<T: Element, S: Slot<T>>(
     kern: &MicroKernel<T>,
     alpha: T,
     a: ArrayView2<'_, T>,
     batch: (&[T], usize, usize),
     channels: usize,
     geom: &Window2d,
-    (bias, c): (Option<&[T]>, ArrayViewMut3<'_, T>),
+    (bias, c): (Option<&[T]>, ArrayViewMut3<'_, S>),
     parallel: bool,
 ) {
     let [oh, ow] = geom.output();
@@ -230,14 +232,15 @@ pub(crate) fn im2col_product<T: Element>(
         let a_pack = &*a_pack;
         // One band: output rows `rows`, wide columns q, into `pieces` (the
         // band's output columns of each image it covers, in order).
-        let task = |(rows, mut pieces): (Range<usize>, Vec<ArrayViewMut2<'_, T>>),
+        let task = |(rows, mut pieces): (Range<usize>, Vec<ArrayViewMut2<'_, S>>),
                     (band, local): &mut (Vec<T>, Vec<T>)| {
             let q = rows.start * wide..(rows.end - 1) * wide + ow;
             let width = q.len();
             let (data, base) = source.band(rows, nr, band);
             let (tile_base, rsc, csc) = if direct {
                 let out = &mut pieces[0];
-                (out.as_mut_ptr(), out.strides()[0], out.strides()[1])
+                // A slot has T's layout (`Slot`'s contract).
+                (out.as_mut_ptr().cast::<T>(), out.strides()[0], out.strides()[1])
             } else {
                 local.resize(m * width, T::ZERO);
                 (local.as_mut_ptr(), width as isize, 1)
@@ -254,7 +257,9 @@ pub(crate) fn im2col_product<T: Element>(
                         let from = j - base;
                         // SAFETY: (i, j − q.start) .. + (rows, cols) lies inside
                         // the task's block (its own part of C, or `local`, m ×
-                        // width), which aliases neither A's panels nor B.
+                        // width), which aliases neither A's panels nor B; a
+                        // fresh tile is only written (beta = 0 on the first KC
+                        // block, after which it holds values).
                         let tile =
                             unsafe { tile_base.offset(i as isize * rsc + (j - q.start) as isize * csc) };
                         if limits[step] + from + nr <= data.len() {
@@ -345,11 +350,11 @@ fn band_rows<T>(kern: &MicroKernel<T>, tall: usize, ow: usize, wide: usize, para
 /// tall rows and, for each image it covers, that image's output columns
 /// of the band's real rows (those below the image's OH), in image order.
 #[allow(clippy::type_complexity)]
-fn band_pieces<'c, T: Element>(
-    c: ArrayViewMut3<'c, T>,
+fn band_pieces<'c, T: Element, S>(
+    c: ArrayViewMut3<'c, S>,
     source: &Source<'_, T>,
     ow: usize,
-) -> Vec<(Range<usize>, Vec<ArrayViewMut2<'c, T>>)> {
+) -> Vec<(Range<usize>, Vec<ArrayViewMut2<'c, S>>)> {
     let (tall, period, oh) = (source.tall_rows(), source.period, source.geom.output()[0]);
     let mut images = Vec::with_capacity(c.len_of(Axis(0)));
     let mut rest = c;
@@ -391,12 +396,12 @@ fn band_pieces<'c, T: Element>(
 /// given: wide column t is tall row t / wide, column t % wide; it is
 /// dropped when that column is `width` or more, or that row is `oh` or
 /// more within its image's `period`.
-fn scatter<T: Element>(
+fn scatter<T: Element, S: Slot<T>>(
     src: &[T],
     (q, wide, width): (Range<usize>, usize, usize),
     (period, oh): (usize, usize),
     bias: Option<&[T]>,
-    pieces: &mut [ArrayViewMut2<'_, T>],
+    pieces: &mut [ArrayViewMut2<'_, S>],
 ) {
     let first_row = q.start / wide;
     for (i, src_row) in src.chunks_exact(q.len()).enumerate() {
@@ -411,12 +416,12 @@ fn scatter<T: Element>(
             match (dst_row.as_slice_mut(), add) {
                 (Some(dst_row), None) => {
                     for (part, values) in dst_row.chunks_exact_mut(width).zip(real.by_ref()) {
-                        part.copy_from_slice(values);
+                        S::put_slice(part, values);
                     }
                 }
                 (Some(dst_row), Some(b)) => {
                     for (part, values) in dst_row.chunks_exact_mut(width).zip(real.by_ref()) {
-                        part.iter_mut().zip(values).for_each(|(d, &v)| *d = v + b);
+                        part.iter_mut().zip(values).for_each(|(d, &v)| d.put(v + b));
                     }
                 }
                 (None, add) => {
@@ -425,7 +430,7 @@ fn scatter<T: Element>(
                         let b = add.unwrap_or(T::ZERO);
                         out.by_ref()
                             .zip(values)
-                            .for_each(|(d, &v)| *d = if add.is_some() { v + b } else { v });
+                            .for_each(|(d, &v)| d.put(if add.is_some() { v + b } else { v }));
                     }
                 }
             }

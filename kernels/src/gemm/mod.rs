@@ -22,6 +22,7 @@
 //! called single-threaded inside fixed column blocks, and as the baseline of
 //! the benchmarks.
 
+mod batch;
 mod blocked;
 mod direct;
 mod direct_transposed;
@@ -34,13 +35,16 @@ mod pack;
 mod simd_kernel;
 mod transpose;
 
+pub use batch::gemm_im2col_batch;
 use simd_kernel::{simd_kernel, simd_kernel_a_rows};
 use std::sync::OnceLock;
 
 use crate::error::{check_len, checked_product, Error, Result};
+use crate::slot::zeroed_view;
 use crate::{Element, Window2d};
 use ndarray::{s, Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Products with fewer multiply-adds than this stay on the calling thread.
 const PARALLEL_MIN_FLOPS: usize = 1 << 18;
@@ -455,6 +459,87 @@ fn add_bias<T: Element>(bias: Option<&[T]>, c: &mut ArrayViewMut3<'_, T>) {
     }
 }
 
+/// The checks of a stacked product (C of shape `c_shape`): returns its
+/// taps (C·KH·KW) and stacked output pixels.
+fn check_stacked<T: Element>(
+    a: &ArrayView2<'_, T>,
+    batch: (&[T], usize, usize, usize),
+    geom: &Window2d,
+    bias: Option<&[T]>,
+    c_shape: &[usize],
+) -> Result<(usize, usize)> {
+    let (taps, pixels) = check_batch(batch, geom)?;
+    if a.ncols() != taps {
+        return Err(Error::Shape {
+            arg: "a",
+            expected: format!("[_, {taps}] (C·KH·KW columns)"),
+            actual: format!("{:?}", a.shape()),
+        });
+    }
+    let (m, p) = (a.nrows(), geom.output_len());
+    if c_shape != [batch.1, m, p] {
+        return Err(Error::shape("c", [batch.1, m, p], c_shape));
+    }
+    if let Some(bias) = bias {
+        check_len("bias", bias.len(), m)?;
+    }
+    Ok((taps, pixels))
+}
+
+/// [`im2col_stacked_product`] with beta = 0 into fresh memory, written
+/// straight by the routes that only write C (the in-place route, or the
+/// packed one on one image); other routes get C zeroed first. Every
+/// element of C is written when it returns `Ok`.
+pub(super) fn im2col_stacked_fresh<T: Element>(
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    batch: (&[T], usize, usize, usize),
+    geom: &Window2d,
+    bias: Option<&[T]>,
+    c: ArrayViewMut3<'_, MaybeUninit<T>>,
+    parallel: bool,
+) -> Result<()> {
+    let (taps, pixels) = check_stacked(&a, batch, geom, bias, c.shape())?;
+    check_scalars(alpha, T::ZERO)?;
+    let (images, count, image_stride, channels) = batch;
+    let m = a.nrows();
+    if matches!(backend(), Backend::Patchwise) && m > 0 && pixels > 0 && taps > 0 {
+        let (kern, parallel) = (kernel::selected::<T>(), worth_parallel(m, pixels, taps, parallel));
+        if direct::applies(m, T::ZERO) {
+            let batch = (images, count, image_stride);
+            direct::im2col_product(&kern, alpha, a, batch, channels, geom, (bias, c), parallel);
+            return Ok(());
+        }
+        if count == 1 {
+            let b = pack::Im2colB {
+                images,
+                image_stride,
+                count,
+                channels,
+                geom,
+            };
+            let mut c = c;
+            blocked::gemm_blocked(
+                &kern,
+                alpha,
+                a,
+                &b,
+                T::ZERO,
+                c.index_axis_mut(Axis(0), 0),
+                parallel,
+            );
+            if bias.is_some() {
+                // SAFETY: the product (m, n, k > 0, beta = 0) wrote every
+                // element of C.
+                add_bias(bias, &mut unsafe { c.assume_init() });
+            }
+            return Ok(());
+        }
+    }
+    let c = zeroed_view(c, T::ZERO);
+    im2col_stacked_product(alpha, a, batch, geom, (T::ZERO, bias), c, parallel)
+}
+
 fn im2col_stacked_product<T: Element>(
     alpha: T,
     a: ArrayView2<'_, T>,
@@ -464,22 +549,9 @@ fn im2col_stacked_product<T: Element>(
     mut c: ArrayViewMut3<'_, T>,
     parallel: bool,
 ) -> Result<()> {
-    let (taps, pixels) = check_batch(batch, geom)?;
+    let (taps, pixels) = check_stacked(&a, batch, geom, bias, c.shape())?;
     let (images, count, image_stride, channels) = batch;
-    if a.ncols() != taps {
-        return Err(Error::Shape {
-            arg: "a",
-            expected: format!("[_, {taps}] (C·KH·KW columns)"),
-            actual: format!("{:?}", a.shape()),
-        });
-    }
     let (m, p) = (a.nrows(), geom.output_len());
-    if c.dim() != (count, m, p) {
-        return Err(Error::shape("c", [count, m, p], c.shape()));
-    }
-    if let Some(bias) = bias {
-        check_len("bias", bias.len(), m)?;
-    }
     check_scalars(alpha, beta)?;
     if m == 0 || pixels == 0 {
         return Ok(());

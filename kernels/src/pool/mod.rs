@@ -51,7 +51,7 @@ pub use max::{
 };
 
 use crate::error::{checked_product, Error, Result};
-use crate::isa::multiversion;
+use crate::slot::{zeroed, Slot};
 use crate::{Element, Window2d};
 use phase::{padded, PhaseBand};
 use rayon::prelude::*;
@@ -159,45 +159,6 @@ impl<T: Element> Scratch<T> {
             taps: vec![0; n],
             column: vec![T::ZERO; geom.input()[1]],
         }
-    }
-}
-
-multiversion! {
-/// Fills a slice of fresh values with `zero` (whole-vector stores).
-fn fill_uninit<A: Copy>(values: &mut [MaybeUninit<A>], zero: A) {
-    values.iter_mut().for_each(|v| {
-        v.write(zero);
-    });
-}
-}
-
-/// Zeroes a slice of fresh values and returns it initialised.
-fn zeroed<A: Copy>(values: &mut [MaybeUninit<A>], zero: A) -> &mut [A] {
-    fill_uninit(values, zero);
-    // SAFETY: every element was initialised just above, and a
-    // `MaybeUninit<A>` has `A`'s layout.
-    unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<A>(), values.len()) }
-}
-
-/// Where a pass writes an output value: an element of an initialised
-/// slice, or of fresh memory (`MaybeUninit`) that the pass fills. A pass
-/// generic over its slots serves both without `unsafe` of its own.
-trait Slot<T>: Send {
-    /// Writes `v` here.
-    fn put(&mut self, v: T);
-}
-
-impl<T: Copy + Send> Slot<T> for T {
-    #[inline(always)]
-    fn put(&mut self, v: T) {
-        *self = v;
-    }
-}
-
-impl<T: Copy + Send> Slot<T> for MaybeUninit<T> {
-    #[inline(always)]
-    fn put(&mut self, v: T) {
-        self.write(v);
     }
 }
 
