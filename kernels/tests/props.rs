@@ -387,6 +387,78 @@ proptest! {
     }
 }
 
+/// The route reading B in place (beta = 0, few rows, contiguous rows of B)
+/// against the reference, and bit for bit against the packed route (the
+/// same B stored by columns), serial and parallel; `row_gap` pads B's rows.
+fn check_gemm_b_in_place<T: Real>((m, k, n): (usize, usize, usize), row_gap: usize, raw: &[f64]) {
+    let value = |i: usize| <T as Element>::from_f64(raw[i % raw.len()]);
+    let a = Array2::from_shape_fn((m, k), |(i, j)| value(i * 7 + j * 3 + 1));
+    let padded = Array2::from_shape_fn((k, n + row_gap), |(i, j)| value(i * 5 + j * 11 + 2));
+    let b = padded.slice(ndarray::s![.., ..n]);
+    let by_columns = b.t().as_standard_layout().into_owned();
+    let zero = Array2::<T>::zeros((m, n));
+    let expected = reference::gemm(
+        <T as Element>::ONE,
+        a.view(),
+        b,
+        <T as Element>::ZERO,
+        zero.view(),
+    );
+    let bound = reference::gemm(
+        <T as Element>::ONE,
+        a.mapv(|v| reference::Real::abs(v)).view(),
+        b.mapv(|v| reference::Real::abs(v)).view(),
+        <T as Element>::ZERO,
+        zero.view(),
+    );
+    let run = |b: ArrayView2<'_, T>, parallel: bool| {
+        // NaN where C starts: beta = 0 must never read it.
+        let mut c = Array2::from_elem((m, n), <T as Element>::from_f64(f64::NAN));
+        let product = if parallel { gemm::<T> } else { gemm_serial::<T> };
+        product(
+            <T as Element>::ONE,
+            a.view(),
+            b,
+            <T as Element>::ZERO,
+            c.view_mut(),
+        )
+        .unwrap();
+        c
+    };
+    let in_place = run(b, true);
+    let flat = |x: &Array2<T>| x.iter().copied().collect::<Vec<T>>();
+    assert_within(
+        "gemm, B in place",
+        &flat(&in_place),
+        &flat(&expected),
+        &flat(&bound),
+        k,
+    );
+    let packed = run(by_columns.t(), false);
+    assert_eq!(
+        bits_of(&flat(&in_place)),
+        bits_of(&flat(&packed)),
+        "in place vs packed"
+    );
+    assert_eq!(
+        bits_of(&flat(&in_place)),
+        bits_of(&flat(&run(b, false))),
+        "serial"
+    );
+}
+
+proptest! {
+    #![proptest_config(config(24))]
+
+    /// Either side of the route's row limit, several KC blocks, several
+    /// NR panels and a partial last one.
+    #[test]
+    fn gemm_b_in_place_matches_reference(m in 1usize..140, k in 1usize..600, n in 1usize..400, row_gap in 0usize..3, raw in data(97)) {
+        check_gemm_b_in_place::<f32>((m, k, n), row_gap, &raw);
+        check_gemm_b_in_place::<f64>((m, k, n), row_gap, &raw);
+    }
+}
+
 #[test]
 fn gemm_large_parallel_shapes_match_reference() {
     // Big enough to take the parallel paths (column blocks and row blocks).

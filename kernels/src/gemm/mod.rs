@@ -27,6 +27,7 @@ mod blocked;
 mod direct;
 mod direct_transposed;
 mod gather;
+mod in_place;
 pub(crate) mod kernel;
 mod kernel_avx2;
 mod kernel_avx512;
@@ -215,6 +216,9 @@ fn product<T: Element>(
     }
     let parallel = worth_parallel(m, n, k, parallel);
     match backend() {
+        Backend::Patchwise if in_place::applies(m, beta, &b) => {
+            in_place::gemm_b_in_place(&kernel::selected::<T>(), alpha, a, b, c, parallel)
+        }
         Backend::Patchwise => {
             blocked::gemm_blocked(&kernel::selected::<T>(), alpha, a, &b, beta, c, parallel)
         }
