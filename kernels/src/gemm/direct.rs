@@ -168,10 +168,10 @@ impl<'a, T: Element> Source<'a, T> {
                 match source {
                     Some(y) if first < end => {
                         let src = &self.images[n * self.image_stride + (ch * h + y) * w..][..w];
-                        line[..first].fill(T::ZERO);
+                        zero_short(&mut line[..first]);
                         let x0 = first * sw + pj - pw;
                         crate::im2col::copy_strided(&mut line[first..end], &src[x0..], sw);
-                        line[end..].fill(T::ZERO);
+                        zero_short(&mut line[end..]);
                     }
                     _ => line.fill(T::ZERO),
                 }
@@ -403,31 +403,44 @@ fn scatter<T: Element, S: Slot<T>>(
     bias: Option<&[T]>,
     pieces: &mut [ArrayViewMut2<'_, S>],
 ) {
+    // The band's lines that are output rows (their row within the period
+    // counted along, no division per line), in order, then each piece's
+    // share of them.
     let first_row = q.start / wide;
+    let lines = q.len().div_ceil(wide);
+    let real: Vec<usize> = (0..lines)
+        .zip((0..period).cycle().skip(first_row % period))
+        .filter(|&(_, row)| row < oh)
+        .map(|(line, _)| line * wide)
+        .collect();
+    let mut shares = Vec::with_capacity(pieces.len());
+    let mut taken = 0;
+    for piece in pieces.iter() {
+        let count = piece.ncols() / width;
+        shares.push(&real[taken..taken + count]);
+        taken += count;
+    }
     for (i, src_row) in src.chunks_exact(q.len()).enumerate() {
-        let mut real = src_row
-            .chunks(wide)
-            .enumerate()
-            .filter(|(r, _)| (first_row + r) % period < oh)
-            .map(|(_, values)| &values[..width]);
         let add = bias.map(|b| b[i]);
-        for piece in pieces.iter_mut() {
+        for (piece, starts) in pieces.iter_mut().zip(&shares) {
             let mut dst_row = piece.row_mut(i);
             match (dst_row.as_slice_mut(), add) {
                 (Some(dst_row), None) => {
-                    for (part, values) in dst_row.chunks_exact_mut(width).zip(real.by_ref()) {
-                        S::put_slice(part, values);
+                    for (part, &start) in dst_row.chunks_exact_mut(width).zip(*starts) {
+                        S::put_slice(part, &src_row[start..start + width]);
                     }
                 }
                 (Some(dst_row), Some(b)) => {
-                    for (part, values) in dst_row.chunks_exact_mut(width).zip(real.by_ref()) {
+                    for (part, &start) in dst_row.chunks_exact_mut(width).zip(*starts) {
+                        let values = &src_row[start..start + width];
                         part.iter_mut().zip(values).for_each(|(d, &v)| d.put(v + b));
                     }
                 }
                 (None, add) => {
+                    let b = add.unwrap_or(T::ZERO);
                     let mut out = dst_row.iter_mut();
-                    for values in real.by_ref().take(out.len() / width) {
-                        let b = add.unwrap_or(T::ZERO);
+                    for &start in *starts {
+                        let values = &src_row[start..start + width];
                         out.by_ref()
                             .zip(values)
                             .for_each(|(d, &v)| d.put(if add.is_some() { v + b } else { v }));
@@ -435,5 +448,17 @@ fn scatter<T: Element, S: Slot<T>>(
                 }
             }
         }
+    }
+}
+
+/// Zeroes a slice that is usually a value or two long (a padded line's
+/// ends) without a call to `memset`.
+#[inline(always)]
+fn zero_short<T: Element>(values: &mut [T]) {
+    match values {
+        [] => {}
+        [a] => *a = T::ZERO,
+        [a, b] => (*a, *b) = (T::ZERO, T::ZERO),
+        _ => values.fill(T::ZERO),
     }
 }
