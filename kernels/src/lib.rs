@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+mod col2im_phases;
 mod element;
 mod error;
 mod gemm;
@@ -23,6 +24,7 @@ mod pool;
 pub mod probe;
 mod slot;
 
+pub use col2im_phases::Col2imPhases;
 pub use element::Element;
 pub use error::{checked_product, Error, Result};
 pub use gemm::{

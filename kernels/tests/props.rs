@@ -148,6 +148,23 @@ fn check_im2col<T: Real>(g: &Geometry, raw: &[f64]) {
         bound.as_slice().unwrap(),
         g.kernel[0] * g.kernel[1],
     );
+
+    // The same bands through the phase lines: the same adds in the same
+    // order, so the same bits; twice, the second after a reset.
+    let mut phases = Col2imPhases::new(c, &geom).unwrap();
+    for round in 0..2 {
+        if round == 1 {
+            phases.reset();
+        }
+        for r0 in (0..oh).step_by(band) {
+            let rows = r0..(r0 + band).min(oh);
+            let part = y.slice(ndarray::s![.., r0 * ow..rows.end * ow]).to_owned();
+            phases.add_rows(part.as_slice().unwrap(), rows).unwrap();
+        }
+        let mut phased = vec![<T as Element>::from_f64(f64::NAN); c * h * w]; // overwritten
+        phases.finish(&mut phased).unwrap();
+        assert_eq!(bits_of(&phased), bits_of(&banded), "col2im by phases");
+    }
 }
 
 #[test]
@@ -167,6 +184,30 @@ fn col2im_rows_errors() {
     assert!(matches!(
         col2im_rows(&cols, 2, &g, 1..3, &mut image[..31]),
         Err(Error::Shape { arg: "image", .. })
+    ));
+}
+
+#[test]
+fn col2im_phases_errors() {
+    let g = Window2d::new([4, 4], [3, 3], [2, 2], [1, 1], [1, 1]).unwrap(); // 2×2 output
+    let mut phases = Col2imPhases::<f32>::new(2, &g).unwrap();
+    let cols = [0.0f32; 2 * 9 * 2]; // two channels, output row 1
+    assert!(phases.add_rows(&cols, 1..2).is_ok());
+    assert!(matches!(
+        phases.add_rows(&cols, 1..3),
+        Err(Error::Parameter { arg: "rows", .. })
+    ));
+    assert!(matches!(
+        phases.add_rows(&cols, 0..2),
+        Err(Error::Shape { arg: "cols", .. })
+    ));
+    assert!(matches!(
+        phases.finish(&mut [0.0; 31]),
+        Err(Error::Shape { arg: "image", .. })
+    ));
+    assert!(matches!(
+        Col2imPhases::<f32>::new(usize::MAX, &g),
+        Err(Error::Overflow { .. })
     ));
 }
 

@@ -31,8 +31,9 @@
 //! and filters swapped, padding `dilation·(K − 1) − pad`), again an
 //! implicit GEMM; other strides (and non-finite weights, whose 0·∞ terms
 //! the flipped form would add) build W_gᵀ · dout_g\[n\] band by band of
-//! output rows (about 512 KiB of columns) and scatter each band with
-//! [`patchwise_kernels::col2im_rows`] while it is in cache. For 1×1,
+//! output rows (about 512 KiB of columns) and scatter each band while it
+//! is in cache ([`patchwise_kernels::Col2imPhases`]: the image's columns
+//! split by phase modulo the stride, so that every add is contiguous). For 1×1,
 //! stride-1, unpadded convolutions dx skips col2im: the image is the
 //! matrix, Wᵀ · dout the 1×1 convolution of dout. The two implicit-GEMM
 //! routes write dx straight into a new array, like the forward pass.
@@ -68,7 +69,7 @@ use ndarray::{
     s, Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, CowArray, Ix4,
 };
 use patchwise_kernels::{
-    checked_product, col2im_rows, gemm, gemm_im2col_batch, gemm_im2col_transposed, gemm_serial, Window2d,
+    checked_product, gemm, gemm_im2col_batch, gemm_im2col_transposed, gemm_serial, Col2imPhases, Window2d,
 };
 use rayon::prelude::*;
 
@@ -409,15 +410,15 @@ fn flipped_geometry(g: &Window2d) -> Option<Window2d> {
 /// (about half of L2).
 const COL2IM_BAND_BYTES: usize = 1 << 19;
 
-/// dx of one image by the column route (Wᵀ · dout band by band of output
-/// rows, each band scattered by col2im while in cache); `dx` arrives
-/// zeroed.
+/// dx of one image by the column route: Wᵀ · dout band by band of output
+/// rows, each band scattered into the phase lines while in cache, which
+/// then overwrite `dx` (`buf` and `phases` are the task's scratch).
 fn col2im_dx_image<T: Element>(
     plan: &Plan,
     w: ArrayView2<'_, T>,
     dout: &[T],
     dx: &mut [T],
-    buf: &mut Vec<T>,
+    (buf, phases): &mut (Vec<T>, Option<Col2imPhases<T>>),
     mode: Gemm,
 ) -> Result<()> {
     let (fg, p, cg, hw) = (plan.fg(), plan.p(), plan.cg(), plan.geom.input_len());
@@ -430,6 +431,12 @@ fn col2im_dx_image<T: Element>(
         let dout_m = ArrayView2::from_shape((fg, p), dout_g).expect("Fg·P elements");
         let w_g = w.slice(s![g * fg..(g + 1) * fg, ..]);
         let dx_g = &mut dx[g * cg * hw..][..cg * hw];
+        if let Some(sums) = phases.as_mut() {
+            sums.reset();
+        } else {
+            *phases = Some(Col2imPhases::new(cg, &plan.geom)?);
+        }
+        let sums = phases.as_mut().expect("set just above");
         for r0 in (0..oh).step_by(band) {
             let rows = r0..(r0 + band).min(oh);
             let width = rows.len() * ow;
@@ -437,8 +444,9 @@ fn col2im_dx_image<T: Element>(
             let dcols = ArrayViewMut2::from_shape((plan.k(), width), &mut buf[..]).expect("K·band elements");
             let dout_band = dout_m.slice(s![.., r0 * ow..r0 * ow + width]);
             mode.run(w_g.t(), dout_band, T::ZERO, dcols)?;
-            col2im_rows(buf, cg, &plan.geom, rows, dx_g)?;
+            sums.add_rows(buf, rows)?;
         }
+        sums.finish(dx_g)?;
     }
     Ok(())
 }
@@ -474,13 +482,13 @@ fn input_gradient<T: Element>(cache: &ConvCache<'_, T>, douts: &[T]) -> Result<A
                 douts
                     .par_chunks(out_len)
                     .zip(dxs.par_chunks_mut(image_len))
-                    .try_for_each_init(Vec::new, |buf, (d, dx)| {
-                        col2im_dx_image(&plan, wm, d, dx, buf, Gemm::Serial)
+                    .try_for_each_init(Default::default, |scratch, (d, dx)| {
+                        col2im_dx_image(&plan, wm, d, dx, scratch, Gemm::Serial)
                     })?;
             } else {
-                let mut buf = Vec::new();
+                let mut scratch = Default::default();
                 for (d, dx) in douts.chunks(out_len).zip(dxs.chunks_mut(image_len)) {
-                    col2im_dx_image(&plan, wm, d, dx, &mut buf, Gemm::Parallel)?;
+                    col2im_dx_image(&plan, wm, d, dx, &mut scratch, Gemm::Parallel)?;
                 }
             }
             return Ok(dx);
