@@ -11,6 +11,7 @@
 //! the same.
 
 use crate::error::{check_len, checked_product, Result};
+use crate::im2col::check_band;
 use crate::{Element, Window2d};
 use std::ops::Range;
 
@@ -77,19 +78,7 @@ impl<T: Element> Col2imPhases<T> {
     /// As [`crate::col2im_rows`] (the image is held here).
     pub fn add_rows(&mut self, cols: &[T], rows: Range<usize>) -> Result<()> {
         let geom = self.geom;
-        let oh = geom.output()[0];
-        if rows.start > rows.end || rows.end > oh {
-            return Err(crate::Error::parameter(
-                "rows",
-                format!("a range within 0..{oh} (OH)"),
-                format!("{rows:?}"),
-            ));
-        }
-        let cols_len = checked_product(
-            "band elements",
-            &[self.channels, geom.kernel_len(), rows.len(), geom.output()[1]],
-        )?;
-        check_len("cols", cols.len(), cols_len)?;
+        check_band(cols, self.channels, &geom, &rows)?;
         let [h, w] = geom.input();
         let [kh, kw] = geom.kernel();
         let (ow, sw) = (geom.output()[1], geom.stride()[1]);

@@ -8,6 +8,7 @@
 use crate::error::{check_len, checked_product, Result};
 use crate::{Element, Window2d};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Lengths of one image and of its column matrix.
 fn sizes(channels: usize, geom: &Window2d) -> Result<(usize, usize)> {
@@ -138,6 +139,15 @@ pub fn col2im_rows<T: Element>(
     image: &mut [T],
 ) -> Result<()> {
     let (image_len, _) = sizes(channels, geom)?;
+    check_band(cols, channels, geom, &rows)?;
+    check_len("image", image.len(), image_len)?;
+    col2im_rows_unchecked(cols, channels, geom, rows, image);
+    Ok(())
+}
+
+/// That `rows` lies within 0..OH and `cols` is the column matrix of those
+/// output rows (C·KH·KW × `rows.len()`·OW).
+pub(crate) fn check_band<T>(cols: &[T], channels: usize, geom: &Window2d, rows: &Range<usize>) -> Result<()> {
     let oh = geom.output()[0];
     if rows.start > rows.end || rows.end > oh {
         return Err(crate::Error::parameter(
@@ -150,10 +160,7 @@ pub fn col2im_rows<T: Element>(
         "band elements",
         &[channels, geom.kernel_len(), rows.len(), geom.output()[1]],
     )?;
-    check_len("cols", cols.len(), cols_len)?;
-    check_len("image", image.len(), image_len)?;
-    col2im_rows_unchecked(cols, channels, geom, rows, image);
-    Ok(())
+    check_len("cols", cols.len(), cols_len)
 }
 
 /// [`col2im`] without the length checks.

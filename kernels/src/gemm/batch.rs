@@ -9,7 +9,7 @@
 //! `unsafe` that hands the array out initialised sits in one place, after
 //! every part reported written.
 
-use super::im2col_stacked_fresh;
+use super::{check_images, im2col_stacked_fresh};
 use crate::error::{check_len, checked_product, Error, Result};
 use crate::{Element, Window2d};
 use ndarray::{s, Array3, ArrayView2, ArrayViewMut3, Axis};
@@ -90,26 +90,7 @@ pub fn gemm_im2col_batch<T: Element>(
     let groups = a.len();
     let group_len = checked_product("group elements", &[channels, geom.input_len()])?;
     let image_len = checked_product("image elements", &[groups, group_len])?;
-    if image_stride < image_len {
-        return Err(Error::parameter(
-            "image_stride",
-            format!(">= groups·channels·H·W = {image_len}"),
-            image_stride,
-        ));
-    }
-    if count > 0 {
-        let needed = (count - 1)
-            .checked_mul(image_stride)
-            .and_then(|v| v.checked_add(image_len))
-            .ok_or(Error::Overflow { what: "image batch" })?;
-        if images.len() < needed {
-            return Err(Error::Shape {
-                arg: "images",
-                expected: format!(">= {needed} elements ({count} images {image_stride} apart)"),
-                actual: format!("{}", images.len()),
-            });
-        }
-    }
+    check_images(images, count, image_stride, (image_len, "groups·channels·H·W"))?;
     let rows = checked_product("output rows", &[groups, m])?;
     if let Some(bias) = bias {
         check_len("bias", bias.len(), rows)?;

@@ -364,10 +364,22 @@ fn check_batch<T>(
     let taps = checked_product("im2col rows", &[channels, geom.kernel_len()])?;
     let image_len = checked_product("image elements", &[channels, geom.input_len()])?;
     let pixels = checked_product("stacked output pixels", &[count, geom.output_len()])?;
+    check_images(images, count, image_stride, (image_len, "channels·H·W"))?;
+    Ok((taps, pixels))
+}
+
+/// That `count` images of `image_len` values (`what`, for the message),
+/// `image_stride` apart, fit in `images` without overlapping.
+fn check_images<T>(
+    images: &[T],
+    count: usize,
+    image_stride: usize,
+    (image_len, what): (usize, &str),
+) -> Result<()> {
     if image_stride < image_len {
         return Err(Error::parameter(
             "image_stride",
-            format!(">= channels·H·W = {image_len}"),
+            format!(">= {what} = {image_len}"),
             image_stride,
         ));
     }
@@ -384,7 +396,7 @@ fn check_batch<T>(
             });
         }
     }
-    Ok((taps, pixels))
+    Ok(())
 }
 
 /// `Cₙ ← alpha·A·im2col(xₙ) + beta·Cₙ (+ bias)` for n < `count`:
