@@ -451,8 +451,8 @@ fn col2im_dx_image<T: Element>(
     Ok(())
 }
 
-/// dx of every image, (N·C·H·W values), by the route [`DxRoute`] picks;
-/// n, F·P and C·H·W all positive.
+/// dx of every image, (N, C, H, W), by the route [`DxRoute`] picks; N,
+/// F·P and C·H·W all positive.
 fn input_gradient<T: Element>(cache: &ConvCache<'_, T>, douts: &[T]) -> Result<Array4<T>> {
     let plan = cache.plan;
     let (out_len, fg) = (plan.f * plan.p(), plan.fg());

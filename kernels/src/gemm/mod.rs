@@ -13,7 +13,11 @@
 //! micro-kernel reads the im2col matrix's rows in place ([`direct`]); so
 //! does the transposed product of a weight gradient
 //! ([`gemm_im2col_transposed`], [`direct_transposed`]), with a micro-kernel
-//! that broadcasts its A values from MR row pointers.
+//! that broadcasts its A values from MR row pointers. A plain product with
+//! at most 128 rows of A, beta = 0 and contiguous rows of B reads B in
+//! place too ([`in_place`]). [`gemm_im2col_batch`] runs a grouped
+//! convolution's products over a batch into a new array that is never
+//! zero-filled ([`batch`]).
 //!
 //! The packed panels live in per-thread buffers that grow to the largest
 //! product seen and are then reused, so steady-state calls do not allocate.
@@ -512,7 +516,7 @@ pub(super) fn im2col_stacked_fresh<T: Element>(
     batch: (&[T], usize, usize, usize),
     geom: &Window2d,
     bias: Option<&[T]>,
-    c: ArrayViewMut3<'_, MaybeUninit<T>>,
+    mut c: ArrayViewMut3<'_, MaybeUninit<T>>,
     parallel: bool,
 ) -> Result<()> {
     let (taps, pixels) = check_stacked(&a, batch, geom, bias, c.shape())?;
@@ -534,7 +538,6 @@ pub(super) fn im2col_stacked_fresh<T: Element>(
                 channels,
                 geom,
             };
-            let mut c = c;
             blocked::gemm_blocked(
                 &kern,
                 alpha,
