@@ -5,8 +5,7 @@
 //! Packing B costs a pass over B per KC block whose values then feed only
 //! M multiply-adds each: with M = 64 (a convolution's filters), packing
 //! the (64 × 12544) B of the ResNet first layer's im2col product took 30 %
-//! of the product, and packing dout took 9 % of that layer's backward pass.
-//! Only A is packed here (once, shared by all threads); the last partial
+//! of the product. Only A is packed here (once, shared by all threads); the last partial
 //! NR panel of each row band is copied, so nothing past B is ever read.
 //!
 //! Results equal the packed route's bit for bit: the same micro-kernel

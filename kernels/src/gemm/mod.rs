@@ -531,13 +531,7 @@ pub(super) fn im2col_stacked_fresh<T: Element>(
             return Ok(());
         }
         if count == 1 {
-            let b = pack::Im2colB {
-                images,
-                image_stride,
-                count,
-                channels,
-                geom,
-            };
+            let b = pack::Im2colB::new(batch, geom);
             blocked::gemm_blocked(
                 &kern,
                 alpha,
@@ -598,13 +592,7 @@ fn im2col_stacked_product<T: Element>(
             );
         }
         Backend::Patchwise => {
-            let b = pack::Im2colB {
-                images,
-                image_stride,
-                count,
-                channels,
-                geom,
-            };
+            let b = pack::Im2colB::new(batch, geom);
             let (kern, parallel) = (kernel::selected::<T>(), worth_parallel(m, pixels, taps, parallel));
             if count == 1 {
                 // One image: C itself is the (M, P) product.

@@ -164,7 +164,22 @@ pub(crate) struct Im2colB<'a, T> {
     pub geom: &'a Window2d,
 }
 
-impl<T: Element> Im2colB<'_, T> {
+impl<'a, T: Element> Im2colB<'a, T> {
+    /// The source of a stacked product's batch: `count` images of
+    /// `channels` planes, `image_stride` apart in `images`.
+    pub(crate) fn new(
+        (images, count, image_stride, channels): (&'a [T], usize, usize, usize),
+        geom: &'a Window2d,
+    ) -> Self {
+        Im2colB {
+            images,
+            image_stride,
+            count,
+            channels,
+            geom,
+        }
+    }
+
     /// Row `r` of the side-by-side matrices, columns `first..first + out.len()`.
     fn row(&self, r: usize, first: usize, out: &mut [T]) {
         let (pixels, image_len) = (self.geom.output_len(), self.channels * self.geom.input_len());
