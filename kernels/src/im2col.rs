@@ -6,6 +6,7 @@
 //! zero where that reads padding.
 
 use crate::error::{check_len, checked_product, Result};
+use crate::gemm::gather::PADDING_LINE;
 use crate::{Element, Window2d};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -42,34 +43,42 @@ pub fn im2col<T: Element>(image: &[T], channels: usize, geom: &Window2d, cols: &
 
 /// [`im2col`] without the length checks (the caller has made them).
 pub(crate) fn im2col_unchecked<T: Element>(image: &[T], channels: usize, geom: &Window2d, cols: &mut [T]) {
+    im2col_band(image, channels, geom, 0..geom.output()[0], cols);
+}
+
+/// The im2col matrix's columns of output rows `rows` (all their pixels):
+/// `cols` holds C·KH·KW rows of `rows.len()`·OW values. Unchecked: `image`
+/// must hold the C planes and `cols` those rows.
+pub(crate) fn im2col_band<T: Element>(
+    image: &[T],
+    channels: usize,
+    geom: &Window2d,
+    rows: Range<usize>,
+    cols: &mut [T],
+) {
     let [h, w] = geom.input();
     let [kh, kw] = geom.kernel();
-    let [oh, ow] = geom.output();
-    let sw = geom.stride()[1];
-    if oh * ow == 0 {
+    let ow = geom.output()[1];
+    let (sw, dw, pw) = (geom.stride()[1], geom.dilation()[1], geom.pad()[1]);
+    let width = rows.len() * ow;
+    if width == 0 {
         return;
     }
-    for (row, out_row) in cols
-        .chunks_exact_mut(oh * ow)
-        .enumerate()
-        .take(channels * kh * kw)
-    {
-        let (c, i, j) = (row / (kh * kw), (row / kw) % kh, row % kw);
-        let plane = &image[c * h * w..(c + 1) * h * w];
-        let xs = geom.valid_outputs(1, j);
-        for (y, out) in out_row.chunks_exact_mut(ow).enumerate() {
-            let Some(src_y) = geom.source(0, y, i) else {
-                out.fill(T::ZERO);
-                continue;
-            };
-            let line = &plane[src_y * w..(src_y + 1) * w];
-            out[..xs.start].fill(T::ZERO);
-            out[xs.end..].fill(T::ZERO);
-            if xs.is_empty() {
-                continue;
-            }
-            let first = xs.start * sw + j * geom.dilation()[1] - geom.pad()[1];
-            copy_strided(&mut out[xs.clone()], &line[first..], sw);
+    let lines = crate::gemm::kernel::selected_lines::<T>();
+    let mut starts = Vec::with_capacity(rows.len());
+    let mut taps = cols.chunks_exact_mut(width).take(channels * kh * kw);
+    for (c, i) in (0..channels).flat_map(|c| (0..kh).map(move |i| (c, i))) {
+        // Output pixel (y, x) of tap (i, j) reads image pixel (y·sh + i·dh
+        // − ph, x·sw + j·dw − pw) of channel c: the same lines for every j.
+        starts.clear();
+        starts.extend(rows.clone().map(|y| match geom.source(0, y, i) {
+            Some(src_y) => (c * h + src_y) * w,
+            None => PADDING_LINE,
+        }));
+        for (j, out_rows) in (0..kw).zip(taps.by_ref()) {
+            // SAFETY: the lines were chosen for an instruction set this
+            // CPU supports.
+            unsafe { lines(image, &starts, w, (j * dw) as isize - pw as isize, sw, out_rows) };
         }
     }
 }

@@ -30,11 +30,14 @@
 //! This pays where packing B costs as much as the product: few rows of A
 //! (a convolution's filters), each packed B value feeding only M
 //! multiply-adds. With many rows the packed route of [`super::blocked`]
-//! stays.
+//! stays; with few taps (K + 1 ≤ 2M, one KC block) and a band to build
+//! anyway, [`super::im2col_bands`] builds the band's im2col matrix instead
+//! and skips the wide grid's extra columns and copy.
 //!
 //! Results equal the packed route's bit for bit: the same micro-kernel body,
 //! the same KC blocks in the same order (beta = 0 on the first, 1 after).
 
+use super::gather::PADDING_LINE;
 use super::kernel::MicroKernel;
 use super::pack::{aligned, pack_a};
 use crate::slot::Slot;
@@ -151,35 +154,33 @@ impl<'a, T: Element> Source<'a, T> {
         let plane = height * wide;
         band.resize(sh * sw * self.channels * plane + slack, T::ZERO);
         let planes = band.chunks_exact_mut(plane).take(sh * sw * self.channels);
+        let lines = super::kernel::selected_lines::<T>();
+        let mut starts = Vec::with_capacity(height);
         for (index, values) in planes.enumerate() {
             let (phase, ch) = (index / self.channels, index % self.channels);
             let (pi, pj) = (phase / sw, phase % sw);
-            // Plane columns x whose padded column x·sw + pj is image column
-            // x·sw + pj − pw in 0..w.
-            let first = pw.saturating_sub(pj).div_ceil(sw);
-            let end = (w + pw).saturating_sub(pj).div_ceil(sw).min(wide).max(first);
-            // Tall plane row → image n and its row within the period
-            // (counted along, no division per line).
+            // Line r is tall plane row rows.start + r: image n, its row
+            // within the period counted along (no division per line).
+            starts.clear();
             let (mut n, mut row) = (rows.start / self.period, rows.start % self.period);
-            for line in values.chunks_exact_mut(wide) {
+            for _ in 0..height {
                 let source = (row * sh + pi)
                     .checked_sub(ph)
                     .filter(|&y| y < h && n < self.count);
-                match source {
-                    Some(y) if first < end => {
-                        let src = &self.images[n * self.image_stride + (ch * h + y) * w..][..w];
-                        zero_short(&mut line[..first]);
-                        let x0 = first * sw + pj - pw;
-                        crate::im2col::copy_strided(&mut line[first..end], &src[x0..], sw);
-                        zero_short(&mut line[end..]);
-                    }
-                    _ => line.fill(T::ZERO),
-                }
+                starts.push(match source {
+                    Some(y) => n * self.image_stride + (ch * h + y) * w,
+                    None => PADDING_LINE,
+                });
                 row += 1;
                 if row == self.period {
                     (n, row) = (n + 1, 0);
                 }
             }
+            // Plane column x is padded column x·sw + pj, image column
+            // x·sw + pj − pw.
+            // SAFETY: the lines were chosen for an instruction set this CPU
+            // supports.
+            unsafe { lines(self.images, &starts, w, pj as isize - pw as isize, sw, values) };
         }
         (band, rows.start * wide)
     }
@@ -203,6 +204,10 @@ pub(crate) fn im2col_product<T: Element, S: Slot<T>>(
 ) {
     let [oh, ow] = geom.output();
     let mut source = Source::new(batch, channels, geom);
+    if source.copied && super::im2col_bands::applies(kern, a.dim(), ow, alpha, bias.is_some()) {
+        super::im2col_bands::im2col_product(kern, alpha, a, batch, channels, geom, (bias, c), parallel);
+        return;
+    }
     let (wide, tall) = (source.wide, source.tall_rows());
     source.band_rows = band_rows(kern, tall, ow, wide, parallel);
     let (m, k) = a.dim();
@@ -448,17 +453,5 @@ fn scatter<T: Element, S: Slot<T>>(
                 }
             }
         }
-    }
-}
-
-/// Zeroes a slice that is usually a value or two long (a padded line's
-/// ends) without a call to `memset`.
-#[inline(always)]
-fn zero_short<T: Element>(values: &mut [T]) {
-    match values {
-        [] => {}
-        [a] => *a = T::ZERO,
-        [a, b] => (*a, *b) = (T::ZERO, T::ZERO),
-        _ => values.fill(T::ZERO),
     }
 }

@@ -67,3 +67,206 @@ gather_avx512!(
     _mm512_storeu_pd,
     8
 );
+
+/// Padded strided lines of one length `n` = `out.len() / starts.len()`:
+/// line l is `out[l·n..(l + 1)·n]`, with `out[l·n + x] = src[starts[l] +
+/// offset + x·step]` where `offset + x·step` lies in `0..width` (inside
+/// the source line of `width` values starting at `starts[l]`), zero
+/// elsewhere — the padding around an image row; a start of
+/// [`PADDING_LINE`] makes the whole line zero. One tap's rows of an
+/// im2col matrix, or a phase plane's lines.
+///
+/// # Safety
+/// The CPU must support the function's instruction set.
+pub type LinesFn<T> =
+    unsafe fn(src: &[T], starts: &[usize], width: usize, offset: isize, step: usize, out: &mut [T]);
+
+/// Marks a line of [`LinesFn`] that lies wholly on padding.
+pub(crate) const PADDING_LINE: usize = usize::MAX;
+
+/// The portable lines: zeros, a strided copy of the part inside the
+/// source line, zeros.
+pub(crate) fn lines_generic<T: Element>(
+    src: &[T],
+    starts: &[usize],
+    width: usize,
+    offset: isize,
+    step: usize,
+    out: &mut [T],
+) {
+    let Some(n) = out.len().checked_div(starts.len()) else {
+        return;
+    };
+    // First x with offset + x·step ≥ 0, and first with it ≥ width.
+    let inside = |start: isize| -> usize {
+        if start <= 0 {
+            0
+        } else {
+            (start as usize).div_ceil(step).min(n)
+        }
+    };
+    let lo = inside(-offset);
+    let hi = inside(width as isize - offset).max(lo);
+    for (line, &start) in out.chunks_exact_mut(n).zip(starts) {
+        if start == PADDING_LINE || lo == hi {
+            line.fill(T::ZERO);
+            continue;
+        }
+        line[..lo].fill(T::ZERO);
+        line[hi..].fill(T::ZERO);
+        let first = start + (offset + (lo * step) as isize) as usize;
+        crate::im2col::copy_strided(&mut line[lo..hi], &src[first..], step);
+    }
+}
+
+/// The lanes `l` of a vector of `lanes` values starting at position `pos`
+/// whose position `pos + l` lies in `0..len`, as a bit mask.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn lanes_inside(pos: isize, len: usize, lanes: usize) -> u32 {
+    let lo = (-pos).clamp(0, lanes as isize) as u32;
+    let hi = (len as isize).saturating_sub(pos).clamp(0, lanes as isize) as u32;
+    let below = |bits: u32| ((1u64 << bits) - 1) as u32;
+    below(hi) & !below(lo)
+}
+
+/// Defines an AVX-512F [`LinesFn`], a vector of every line at a time (its
+/// masks worked out once): masked loads (lanes outside the source line are
+/// never read and come out zero), for step 2 two vectors' even lanes
+/// picked by one permute, a masked store for the last vector; other steps
+/// through [`lines_generic`].
+macro_rules! lines_avx512 {
+    ($name:ident, $t:ty, $lanes:literal, $mask:ty, $load:ident, $permute:ident, $store:ident, $evens:expr) => {
+        /// See [`LinesFn`].
+        ///
+        /// # Safety
+        /// The CPU must support AVX-512F.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        pub(crate) unsafe fn $name(
+            src: &[$t],
+            starts: &[usize],
+            width: usize,
+            offset: isize,
+            step: usize,
+            out: &mut [$t],
+        ) {
+            use std::arch::x86_64::*;
+            let Some(n) = out.len().checked_div(starts.len()) else {
+                return;
+            };
+            if step > 2
+                || starts
+                    .iter()
+                    .any(|&s| s != PADDING_LINE && s + width > src.len())
+            {
+                return lines_generic(src, starts, width, offset, step, out);
+            }
+            let evens = $evens;
+            let zero = $load(0, src.as_ptr());
+            for x in (0..n).step_by($lanes) {
+                let store = lanes_inside(0, n - x, $lanes) as $mask;
+                let pos = offset + (x * step) as isize;
+                let first = lanes_inside(pos, width, $lanes) as $mask;
+                let second = lanes_inside(pos + $lanes, width, $lanes) as $mask;
+                for (l, &start) in starts.iter().enumerate() {
+                    // SAFETY: each load reads only the lanes of its mask,
+                    // whose positions lie inside the source line, itself
+                    // inside `src` (checked above; the pointer is only
+                    // formed outside it); the store writes only lanes
+                    // below n − x of line l.
+                    unsafe {
+                        let values = if start == PADDING_LINE {
+                            zero
+                        } else {
+                            let from = src.as_ptr().add(start);
+                            let low = $load(first, from.wrapping_offset(pos));
+                            if step == 1 {
+                                low
+                            } else {
+                                let high = $load(second, from.wrapping_offset(pos + $lanes));
+                                $permute(low, evens, high)
+                            }
+                        };
+                        $store(out.as_mut_ptr().add(l * n + x), store, values);
+                    }
+                }
+            }
+        }
+    };
+}
+
+lines_avx512!(
+    lines_f32_avx512,
+    f32,
+    16,
+    u16,
+    _mm512_maskz_loadu_ps,
+    _mm512_permutex2var_ps,
+    _mm512_mask_storeu_ps,
+    _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+);
+lines_avx512!(
+    lines_f64_avx512,
+    f64,
+    8,
+    u8,
+    _mm512_maskz_loadu_pd,
+    _mm512_permutex2var_pd,
+    _mm512_mask_storeu_pd,
+    _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0)
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::isa::Isa;
+
+    /// Every lines function this CPU supports against the definition: line
+    /// lengths around the vector widths, offsets from well before the source
+    /// line to past its end, steps 1-3, source lines ending at the end of
+    /// `src` (nothing readable past them), padding lines; `out` starts
+    /// dirty, so padding must be written as zeros.
+    fn check_all<T: Element>() {
+        let functions: Vec<LinesFn<T>> = Isa::supported().into_iter().map(T::lines).collect();
+        let src: Vec<T> = (0..100).map(|v| T::from_f64(v as f64 + 1.0)).collect();
+        for lines in functions {
+            for width in [1, 5, 16, 33] {
+                // Source lines: the start, the middle, flush with the end.
+                let starts = [0, 40, PADDING_LINE, src.len() - width];
+                for n in [1, 7, 8, 16, 17, 40] {
+                    for step in 1..=3 {
+                        for offset in [-40, -17, -3, -1, 0, 1, 2, 15, 32, 70] {
+                            let mut out = vec![T::from_f64(-1.0); starts.len() * n];
+                            // SAFETY: only functions of supported instruction sets are listed.
+                            unsafe { lines(&src, &starts, width, offset, step, &mut out) };
+                            for (l, &start) in starts.iter().enumerate() {
+                                for x in 0..n {
+                                    let position = offset + (x * step) as isize;
+                                    let inside =
+                                        start != PADDING_LINE && (0..width as isize).contains(&position);
+                                    let expected = if inside {
+                                        src[start + position as usize]
+                                    } else {
+                                        T::ZERO
+                                    };
+                                    assert_eq!(
+                                        out[l * n + x],
+                                        expected,
+                                        "width {width} n {n} step {step} offset {offset} line {l} x {x}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lines_match_the_definition() {
+        check_all::<f32>();
+        check_all::<f64>();
+    }
+}

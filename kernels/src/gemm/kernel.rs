@@ -24,7 +24,7 @@
 //! bound the loop. KC is chosen so a B micro-panel (KC·NR) stays in the
 //! 48 KiB L1, MC so an A block (MC·KC) stays in L2.
 
-use super::gather::GatherFn;
+use super::gather::{GatherFn, LinesFn};
 use crate::isa::Isa;
 use crate::Element;
 
@@ -171,6 +171,9 @@ pub trait HasKernels: Sized {
     /// The best packing gather usable with `isa`.
     fn gather(isa: Isa) -> GatherFn<Self>;
 
+    /// The best padded strided lines usable with `isa`.
+    fn lines(isa: Isa) -> LinesFn<Self>;
+
     /// Runs `f` with this thread's two packing buffers (see
     /// [`with_thread_buffers`]).
     fn with_pack_buffers<R>(f: impl FnOnce(&mut Vec<Self>, &mut Vec<Self>) -> R) -> R;
@@ -258,6 +261,14 @@ macro_rules! a_rows {
 }
 
 impl HasKernels for f32 {
+    fn lines(isa: Isa) -> LinesFn<f32> {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => super::gather::lines_f32_avx512,
+            _ => super::gather::lines_generic::<f32>,
+        }
+    }
+
     fn gather(isa: Isa) -> GatherFn<f32> {
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -311,6 +322,14 @@ impl HasKernels for f32 {
 }
 
 impl HasKernels for f64 {
+    fn lines(isa: Isa) -> LinesFn<f64> {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => super::gather::lines_f64_avx512,
+            _ => super::gather::lines_generic::<f64>,
+        }
+    }
+
     fn gather(isa: Isa) -> GatherFn<f64> {
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -372,6 +391,11 @@ pub(crate) fn selected<T: Element>() -> MicroKernel<T> {
 /// The packing gather for `T`, of the same instruction set.
 pub(crate) fn selected_gather<T: Element>() -> GatherFn<T> {
     T::gather(crate::isa::selected())
+}
+
+/// The padded strided lines for `T`, of the same instruction set.
+pub(crate) fn selected_lines<T: Element>() -> LinesFn<T> {
+    T::lines(crate::isa::selected())
 }
 
 /// The kernel reading A in place for `T`, of the same instruction set.

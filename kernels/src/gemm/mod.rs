@@ -10,8 +10,10 @@
 //!
 //! The implicit-GEMM convolutions ([`gemm_im2col`], [`gemm_im2col_stacked`])
 //! with at most 128 rows of A and beta = 0 skip packing B altogether: the
-//! micro-kernel reads the im2col matrix's rows in place ([`direct`]); so
-//! does the transposed product of a weight gradient
+//! micro-kernel reads the im2col matrix's rows in place ([`direct`]) — or,
+//! with few taps (a first layer's 3 channels), from explicit im2col bands
+//! of a few output rows, its tiles stored straight into the output
+//! ([`im2col_bands`]); so does the transposed product of a weight gradient
 //! ([`gemm_im2col_transposed`], [`direct_transposed`]), with a micro-kernel
 //! that broadcasts its A values from MR row pointers. A plain product with
 //! at most 128 rows of A, beta = 0 and contiguous rows of B reads B in
@@ -30,7 +32,8 @@ mod batch;
 mod blocked;
 mod direct;
 mod direct_transposed;
-mod gather;
+pub(crate) mod gather;
+mod im2col_bands;
 mod in_place;
 pub(crate) mod kernel;
 mod kernel_avx2;
