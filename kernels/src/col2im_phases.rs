@@ -86,6 +86,7 @@ impl<T: Element> Col2imPhases<T> {
         if band == 0 {
             return Ok(());
         }
+        let add = crate::gemm::kernel::selected_add::<T>();
         for (row, col_row) in cols.chunks_exact(band).enumerate() {
             let (c, i, j) = (row / (kh * kw), (row / kw) % kh, row % kw);
             let xs = geom.valid_outputs(1, j);
@@ -102,7 +103,9 @@ impl<T: Element> Col2imPhases<T> {
                     continue;
                 };
                 let dst = &mut plane[dst_y * w + at..][..xs.len()];
-                dst.iter_mut().zip(&src[xs.clone()]).for_each(|(d, &v)| *d += v);
+                // SAFETY: the add was chosen for an instruction set this
+                // CPU supports.
+                unsafe { add(dst, &src[xs.clone()]) };
             }
         }
         Ok(())

@@ -217,6 +217,64 @@ lines_avx512!(
     _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0)
 );
 
+/// `dst[x] += src[x]` for every x of `dst` (`src` at least as long): one
+/// line of a col2im's scatter-add.
+///
+/// # Safety
+/// The CPU must support the function's instruction set.
+pub type AddFn<T> = unsafe fn(dst: &mut [T], src: &[T]);
+
+/// The portable add.
+pub(crate) fn add_generic<T: Element>(dst: &mut [T], src: &[T]) {
+    dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v);
+}
+
+/// Defines an AVX-512F [`AddFn`]: whole vectors, then one masked vector
+/// for the rest.
+macro_rules! add_avx512 {
+    ($name:ident, $t:ty, $lanes:literal, $mask:ty, $load:ident, $add:ident, $store:ident) => {
+        /// See [`AddFn`].
+        ///
+        /// # Safety
+        /// The CPU must support AVX-512F.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        pub(crate) unsafe fn $name(dst: &mut [$t], src: &[$t]) {
+            use std::arch::x86_64::*;
+            let n = dst.len().min(src.len());
+            for x in (0..n).step_by($lanes) {
+                let mask = lanes_inside(0, n - x, $lanes) as $mask;
+                // SAFETY: the mask's lanes are below n − x: inside both
+                // slices from x.
+                unsafe {
+                    let (d, v) = (dst.as_mut_ptr().add(x), src.as_ptr().add(x));
+                    let sum = $add($load(mask, d), $load(mask, v));
+                    $store(d, mask, sum);
+                }
+            }
+        }
+    };
+}
+
+add_avx512!(
+    add_f32_avx512,
+    f32,
+    16,
+    u16,
+    _mm512_maskz_loadu_ps,
+    _mm512_add_ps,
+    _mm512_mask_storeu_ps
+);
+add_avx512!(
+    add_f64_avx512,
+    f64,
+    8,
+    u8,
+    _mm512_maskz_loadu_pd,
+    _mm512_add_pd,
+    _mm512_mask_storeu_pd
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +320,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Every add this CPU supports against the scalar sum, lengths around
+    /// the vector widths; `src` longer than `dst` is not read past it.
+    fn check_adds<T: Element>() {
+        for add in Isa::supported().into_iter().map(T::slice_add) {
+            for n in [0, 1, 7, 8, 15, 16, 17, 33] {
+                let src: Vec<T> = (0..n + 3).map(|v| T::from_f64(v as f64 * 0.5)).collect();
+                let mut dst: Vec<T> = (0..n).map(|v| T::from_f64(100.0 - v as f64)).collect();
+                // SAFETY: only functions of supported instruction sets are listed.
+                unsafe { add(&mut dst, &src) };
+                for (x, &d) in dst.iter().enumerate() {
+                    assert_eq!(d, T::from_f64(100.0 - x as f64 + x as f64 * 0.5), "n {n} x {x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn adds_match_the_definition() {
+        check_adds::<f32>();
+        check_adds::<f64>();
     }
 
     #[test]

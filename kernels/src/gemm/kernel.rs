@@ -24,7 +24,7 @@
 //! bound the loop. KC is chosen so a B micro-panel (KC·NR) stays in the
 //! 48 KiB L1, MC so an A block (MC·KC) stays in L2.
 
-use super::gather::{GatherFn, LinesFn};
+use super::gather::{AddFn, GatherFn, LinesFn};
 use crate::isa::Isa;
 use crate::Element;
 
@@ -174,6 +174,9 @@ pub trait HasKernels: Sized {
     /// The best padded strided lines usable with `isa`.
     fn lines(isa: Isa) -> LinesFn<Self>;
 
+    /// The best slice add usable with `isa`.
+    fn slice_add(isa: Isa) -> AddFn<Self>;
+
     /// Runs `f` with this thread's two packing buffers (see
     /// [`with_thread_buffers`]).
     fn with_pack_buffers<R>(f: impl FnOnce(&mut Vec<Self>, &mut Vec<Self>) -> R) -> R;
@@ -261,6 +264,14 @@ macro_rules! a_rows {
 }
 
 impl HasKernels for f32 {
+    fn slice_add(isa: Isa) -> AddFn<f32> {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => super::gather::add_f32_avx512,
+            _ => super::gather::add_generic::<f32>,
+        }
+    }
+
     fn lines(isa: Isa) -> LinesFn<f32> {
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -322,6 +333,14 @@ impl HasKernels for f32 {
 }
 
 impl HasKernels for f64 {
+    fn slice_add(isa: Isa) -> AddFn<f64> {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => super::gather::add_f64_avx512,
+            _ => super::gather::add_generic::<f64>,
+        }
+    }
+
     fn lines(isa: Isa) -> LinesFn<f64> {
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -396,6 +415,11 @@ pub(crate) fn selected_gather<T: Element>() -> GatherFn<T> {
 /// The padded strided lines for `T`, of the same instruction set.
 pub(crate) fn selected_lines<T: Element>() -> LinesFn<T> {
     T::lines(crate::isa::selected())
+}
+
+/// The slice add for `T`, of the same instruction set.
+pub(crate) fn selected_add<T: Element>() -> AddFn<T> {
+    T::slice_add(crate::isa::selected())
 }
 
 /// The kernel reading A in place for `T`, of the same instruction set.
