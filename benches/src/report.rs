@@ -123,7 +123,7 @@ pub fn machine_line(m: &Machine) -> String {
         .avx2_peak_gflops
         .map_or(String::new(), |g| format!(" (AVX2 FMA: {g:.1})"));
     format!(
-        "CPU: {}, {} threads, widest FMA {:?}; peak f32 {:.1} GFLOP/s{avx2}; copy bandwidth {:.1} GB/s. \
+        "CPU: {}, {} threads, widest FMA {:?}; peak f32 {:.1} GFLOP/s (best probe of the run){avx2}; copy bandwidth {:.1} GB/s. \
          % of peak: GFLOP/s over the {:?} peak, GB/s (bytes read + written) over the copy bandwidth.",
         m.cpu, m.threads, m.isa, m.peak_gflops, m.copy_gbps, m.isa
     )

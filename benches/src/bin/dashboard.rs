@@ -92,7 +92,7 @@ fn time(runner: &mut Runner) -> f64 {
 
 fn run(o: &Options) -> std::io::Result<()> {
     eprintln!("measuring the machine (peak FMA rate, copy bandwidth)...");
-    let machine = Machine::measure();
+    let mut machine = Machine::measure();
     eprintln!("{}", report::machine_line(&machine));
     let specs: Vec<_> = suite(o.quick)
         .into_iter()
@@ -123,6 +123,13 @@ fn run(o: &Options) -> std::io::Result<()> {
                 samples[i][r].push(ms);
             }
             eprintln!("{line}");
+        }
+        if round + 1 < o.rounds {
+            let reading = machine.probe_peak_again();
+            eprintln!(
+                "peak probed again: {reading:.1} GFLOP/s (best so far {:.1})",
+                machine.peak_gflops
+            );
         }
     }
     let mut results = Vec::new();
