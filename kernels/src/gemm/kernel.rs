@@ -292,9 +292,9 @@ impl HasKernels for f32 {
         match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => a_rows!(
-                12,
+                14,
                 32,
-                super::kernel_avx512::f32_12x32_a_rows::<2>,
+                super::kernel_avx512::f32_14x32_a_rows::<2>,
                 super::transpose::panel_f32_avx512
             ),
             #[cfg(target_arch = "x86_64")]

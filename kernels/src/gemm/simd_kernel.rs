@@ -177,7 +177,7 @@ macro_rules! simd_kernel_a_rows {
             |p, i| *rows_a[i].add(p),
             |p, kc| b.add(p * $lanes * $nv),
             {
-                // Twelve rows stream in at once, more than the hardware
+                // Twelve or fourteen rows stream in at once, more than the hardware
                 // prefetchers follow: once per cache line of steps, fetch
                 // every row's line AHEAD steps on.
                 const AHEAD: usize = 64;
