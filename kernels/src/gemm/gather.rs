@@ -130,8 +130,7 @@ fn lanes_inside(pos: isize, len: usize, lanes: usize) -> u32 {
     below(hi) & !below(lo)
 }
 
-/// Defines an AVX-512F [`LinesFn`], a vector of every line at a time (its
-/// masks worked out once): masked loads (lanes outside the source line are
+/// Defines an AVX-512F [`LinesFn`]: masked loads (lanes outside the source line are
 /// never read and come out zero), for step 2 two vectors' even lanes
 /// picked by one permute, a masked store for the last vector; other steps
 /// through [`lines_generic`].
@@ -163,33 +162,87 @@ macro_rules! lines_avx512 {
                 return lines_generic(src, starts, width, offset, step, out);
             }
             let evens = $evens;
-            let zero = $load(0, src.as_ptr());
-            for x in (0..n).step_by($lanes) {
-                let store = lanes_inside(0, n - x, $lanes) as $mask;
+            // Each vector's masks (first and second load, store), worked
+            // out once for every line; past MASKED vectors (long lines,
+            // whose middle vectors are whole) as they come.
+            const MASKED: usize = 16;
+            // Lines of at most this many vectors are short.
+            const SHORT: usize = 2;
+            let masks_at = |x: usize| {
                 let pos = offset + (x * step) as isize;
-                let first = lanes_inside(pos, width, $lanes) as $mask;
-                let second = lanes_inside(pos + $lanes, width, $lanes) as $mask;
-                for (l, &start) in starts.iter().enumerate() {
-                    // SAFETY: each load reads only the lanes of its mask,
-                    // whose positions lie inside the source line, itself
-                    // inside `src` (checked above; the pointer is only
-                    // formed outside it); the store writes only lanes
-                    // below n − x of line l.
-                    unsafe {
-                        let values = if start == PADDING_LINE {
-                            zero
-                        } else {
-                            let from = src.as_ptr().add(start);
-                            let low = $load(first, from.wrapping_offset(pos));
-                            if step == 1 {
-                                low
-                            } else {
-                                let high = $load(second, from.wrapping_offset(pos + $lanes));
-                                $permute(low, evens, high)
-                            }
-                        };
-                        $store(out.as_mut_ptr().add(l * n + x), store, values);
+                (
+                    lanes_inside(pos, width, $lanes) as $mask,
+                    lanes_inside(pos + $lanes, width, $lanes) as $mask,
+                    lanes_inside(0, n - x, $lanes) as $mask,
+                )
+            };
+            // The values at `pos` of the line from `from`, zero outside it.
+            // SAFETY (of each use): each load reads only the lanes of its
+            // mask, whose positions lie inside the source line, itself
+            // inside `src` (checked above; the pointer is only formed
+            // outside it).
+            macro_rules! values {
+                ($from:expr, $pos:expr, $first:expr, $second:expr) => {{
+                    let low = $load($first, $from.wrapping_offset($pos));
+                    if step == 1 {
+                        low
+                    } else {
+                        $permute(
+                            low,
+                            evens,
+                            $load($second, $from.wrapping_offset($pos + $lanes)),
+                        )
                     }
+                }};
+            }
+            if n <= SHORT * $lanes {
+                // Short lines: vector by vector, its masks worked out once,
+                // over every line (1.05-1.1x on CS231n's 16-wide lines).
+                for x in (0..n).step_by($lanes) {
+                    let (first, second, store) = masks_at(x);
+                    let pos = offset + (x * step) as isize;
+                    for (l, &start) in starts.iter().enumerate() {
+                        let line = out.as_mut_ptr().wrapping_add(l * n + x);
+                        // SAFETY: see `values!`; the store writes only lanes
+                        // below n − x of line l.
+                        unsafe {
+                            if start == PADDING_LINE {
+                                $store(line, store, $load(0, src.as_ptr()));
+                            } else {
+                                let from = src.as_ptr().add(start);
+                                $store(line, store, values!(from, pos, first, second));
+                            }
+                        }
+                    }
+                }
+                return;
+            }
+            // Longer lines one by one, so that each line's stores fill
+            // whole cache lines in turn (vector by vector over all the
+            // lines measured 0.35-0.7x on the im2col of 56- to 224-wide
+            // images).
+            let mut masks = [(0, 0, 0); MASKED];
+            for (v, m) in masks.iter_mut().enumerate().take(n.div_ceil($lanes)) {
+                *m = masks_at(v * $lanes);
+            }
+            for (line, &start) in out.chunks_exact_mut(n).zip(starts) {
+                if start == PADDING_LINE {
+                    line.fill(0.0);
+                    continue;
+                }
+                let from = src.as_ptr().wrapping_add(start);
+                for (v, x) in (0..n).step_by($lanes).enumerate() {
+                    let (first, second, store) = if v < MASKED { masks[v] } else { masks_at(x) };
+                    let pos = offset + (x * step) as isize;
+                    // SAFETY: see `values!`; the store writes only lanes
+                    // below n − x of the line.
+                    unsafe {
+                        $store(
+                            line.as_mut_ptr().add(x),
+                            store,
+                            values!(from, pos, first, second),
+                        )
+                    };
                 }
             }
         }
@@ -292,7 +345,7 @@ mod tests {
             for width in [1, 5, 16, 33] {
                 // Source lines: the start, the middle, flush with the end.
                 let starts = [0, 40, PADDING_LINE, src.len() - width];
-                for n in [1, 7, 8, 16, 17, 40] {
+                for n in [1, 7, 8, 16, 17, 40, 300] {
                     for step in 1..=3 {
                         for offset in [-40, -17, -3, -1, 0, 1, 2, 15, 32, 70] {
                             let mut out = vec![T::from_f64(-1.0); starts.len() * n];
