@@ -10,8 +10,9 @@
 //! AVX2 kernels leave it to the hardware: there it measured 0.97-1.09×.
 //!
 //! The kernels with A read in place (a convolution's dW, where A's rows are
-//! taps and B's columns filters) are 14×32 f32 and 12×16 f64 instead: NR =
-//! 32 divides the filter counts where 48 would waste up to a third.
+//! taps and B's columns filters) are 12×32 or 14×32 f32 and 12×16 f64
+//! instead: NR = 32 divides the filter counts where 48 would waste up to a
+//! third.
 
 #![cfg(target_arch = "x86_64")]
 
@@ -30,11 +31,17 @@ super::simd_kernel!(
 );
 
 super::simd_kernel_a_rows!(
+    /// f32, MR = 12, NR = 32 (two 16-lane vectors), A read in place.
+    f32_12x32_a_rows, "avx512f", f32, __m512, 16, 12, 2,
+    _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps
+);
+
+super::simd_kernel_a_rows!(
     /// f32, MR = 14, NR = 32 (two 16-lane vectors), A read in place: 28
     /// accumulators, two B vectors and the broadcast fill 31 of the 32
-    /// registers. Against 12×32, alternated call by call on the
-    /// backward passes: CS231n's 27 taps (two panels instead of three)
-    /// 1.02-1.09×, the 28×28 ResNet layer 1.03-1.07×, the others 0.98-1.07×.
+    /// registers. Taken where it pads fewer taps than 12 rows: CS231n's
+    /// 27 in two panels, not three, 1.02-1.09× on its backward pass
+    /// (alternated call by call); on 576 and 256 taps 0.97-0.99×.
     f32_14x32_a_rows, "avx512f", f32, __m512, 16, 14, 2,
     _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps
 );
