@@ -130,10 +130,10 @@ fn lanes_inside(pos: isize, len: usize, lanes: usize) -> u32 {
     below(hi) & !below(lo)
 }
 
-/// Defines an AVX-512F [`LinesFn`]: masked loads (lanes outside the source line are
-/// never read and come out zero), for step 2 two vectors' even lanes
-/// picked by one permute, a masked store for the last vector; other steps
-/// through [`lines_generic`].
+/// Defines an AVX-512F [`LinesFn`]: masked loads (lanes outside the
+/// source line are never read and come out zero), for step 2 two
+/// vectors' even lanes picked by one permute, a masked store for the last
+/// vector; other steps through [`lines_generic`].
 macro_rules! lines_avx512 {
     ($name:ident, $t:ty, $lanes:literal, $mask:ty, $load:ident, $permute:ident, $store:ident, $evens:expr) => {
         /// See [`LinesFn`].
