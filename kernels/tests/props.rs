@@ -1402,6 +1402,33 @@ proptest! {
     }
 }
 
+/// Few taps (K + 1 ≤ 2M: the explicit im2col-band route) on images of
+/// several bands each, in parallel (3 threads: twelve bands per image) and
+/// serially, with and without a bias, stride 1 and a CS231n-like stride 2.
+#[test]
+fn implicit_gemm_batch_few_taps_many_bands() {
+    let raw: Vec<f64> = (0..997).map(|i| ((i * 37 % 101) as f64) / 50.0 - 1.0).collect();
+    let cases = [
+        (3, [40, 40], [1, 1], [1, 1], 20, 2),
+        (3, [31, 31], [2, 2], [1, 1], 25, 3),
+        (2, [17, 23], [1, 2], [2, 0], 14, 2),
+    ];
+    for (channels, input, stride, pad, m, count) in cases {
+        let g = Geometry {
+            channels,
+            input,
+            kernel: [3, 3],
+            stride,
+            pad,
+            dilation: [1, 1],
+        };
+        for with_bias in [false, true] {
+            check_implicit_gemm_batch::<f32>(&g, (1, m), count, 1, with_bias, &raw);
+            check_implicit_gemm_batch::<f64>(&g, (1, m), count, 1, with_bias, &raw);
+        }
+    }
+}
+
 #[test]
 fn implicit_gemm_batch_errors() {
     let g = Window2d::new([4, 4], [3, 3], [1, 1], [1, 1], [1, 1]).unwrap();
