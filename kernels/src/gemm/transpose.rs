@@ -7,8 +7,8 @@
 //! Written element by element that is one strided store per value — as
 //! slow as the product it feeds on small layers. The SIMD versions
 //! transpose W×W blocks in registers (AVX-512: 16×16 f32, 8×8 f64; AVX2:
-//! 8×8 f32, 4×4 f64): whole-vector loads from the rows and whole-vector
-//! stores of the steps.
+//! 8×8 f32, 4×4 f64): whole-vector loads from the rows (masked in the
+//! last block) and whole-vector stores of the steps.
 
 use crate::Element;
 
@@ -32,29 +32,10 @@ fn check<T>(rows: &[&[T]], len: usize, nr: usize, dst: &[T]) {
 /// The portable version.
 pub fn panel_generic<T: Element>(rows: &[&[T]], len: usize, nr: usize, dst: &mut [T]) {
     check(rows, len, nr, dst);
-    scalar_part(rows, 0..len, 0..nr, nr, dst);
-}
-
-/// Steps `steps`, lanes `lanes` of the panel, one value at a time.
-fn scalar_part<T: Element>(
-    rows: &[&[T]],
-    steps: std::ops::Range<usize>,
-    lanes: std::ops::Range<usize>,
-    nr: usize,
-    dst: &mut [T],
-) {
-    for j in lanes {
-        match rows.get(j) {
-            Some(row) => {
-                for p in steps.clone() {
-                    dst[p * nr + j] = row[p];
-                }
-            }
-            None => {
-                for p in steps.clone() {
-                    dst[p * nr + j] = T::ZERO;
-                }
-            }
+    for j in 0..nr {
+        let row = rows.get(j);
+        for p in 0..len {
+            dst[p * nr + j] = row.map_or(T::ZERO, |row| row[p]);
         }
     }
 }
@@ -64,14 +45,16 @@ pub use x86::{panel_f32_avx2, panel_f32_avx512, panel_f64_avx2, panel_f64_avx512
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{check, scalar_part};
+    use super::check;
     use std::arch::x86_64::*;
 
     /// A panel function over W×W register transposes: `nr` must be a
-    /// multiple of W; steps past the last whole block go one by one.
+    /// multiple of W; the steps past the last whole block are one more
+    /// block, its rows loaded through a mask (`$tail`) and only its real
+    /// steps stored.
     macro_rules! panel {
         ($(#[$doc:meta])* $name:ident, $feature:literal, $t:ty, $w:literal,
-         $zero:ident, $load:ident, $store:ident, $transpose:ident) => {
+         $zero:ident, $load:ident, $tail:ident, $store:ident, $transpose:ident) => {
             $(#[$doc])*
             ///
             /// # Safety
@@ -81,7 +64,6 @@ mod x86 {
                 check(rows, len, nr, dst);
                 assert!(nr.is_multiple_of($w), "NR = {nr} is not a multiple of {}", $w);
                 let zeros = [0.0 as $t; $w];
-                let whole = len / $w * $w;
                 for j0 in (0..nr).step_by($w) {
                     // Rows of this block; missing ones read W zeros at every step.
                     let mut from = [zeros.as_ptr(); $w];
@@ -91,39 +73,86 @@ mod x86 {
                             (from[q], step[q]) = (row.as_ptr(), 1);
                         }
                     }
-                    for p in (0..whole).step_by($w) {
+                    for p in (0..len).step_by($w) {
+                        let steps = $w.min(len - p);
                         let mut r = [$zero(); $w];
                         for q in 0..$w {
-                            // SAFETY: a real row holds len ≥ p + W values
-                            // (checked); a missing one reads `zeros` at offset 0.
-                            r[q] = unsafe { $load(from[q].add(p * step[q])) };
+                            let at = from[q].wrapping_add(p * step[q]);
+                            // SAFETY: a real row holds len ≥ p + steps
+                            // values (checked), a missing one W zeros at
+                            // offset 0; the tail load reads `steps` lanes.
+                            r[q] = unsafe { if steps == $w { $load(at) } else { $tail(at, steps) } };
                         }
-                        for (q, &v) in $transpose(r).iter().enumerate() {
+                        for (q, &v) in $transpose(r).iter().take(steps).enumerate() {
                             // SAFETY: (p + q)·nr + j0 + W ≤ len·nr ≤ dst.len().
                             unsafe { $store(dst.as_mut_ptr().add((p + q) * nr + j0), v) };
                         }
                     }
                 }
-                scalar_part(rows, whole..len, 0..nr, nr, dst);
             }
         };
     }
 
+    /// The first `n` (< 16) f32s at `at`, zeros after; nothing past them read.
+    ///
+    /// # Safety
+    /// `n` values readable at `at`; AVX-512F supported.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tail_f32_avx512(at: *const f32, n: usize) -> __m512 {
+        // SAFETY: masked-off lanes are not read (no fault past the n values).
+        unsafe { _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, at) }
+    }
+
+    /// The first `n` (< 8) f64s at `at`, zeros after; nothing past them read.
+    ///
+    /// # Safety
+    /// `n` values readable at `at`; AVX-512F supported.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tail_f64_avx512(at: *const f64, n: usize) -> __m512d {
+        // SAFETY: masked-off lanes are not read (no fault past the n values).
+        unsafe { _mm512_maskz_loadu_pd(((1u32 << n) - 1) as u8, at) }
+    }
+
+    /// The first `n` (< 8) f32s at `at`, zeros after; nothing past them read.
+    ///
+    /// # Safety
+    /// `n` values readable at `at`; AVX2 supported.
+    #[target_feature(enable = "avx2")]
+    unsafe fn tail_f32_avx2(at: *const f32, n: usize) -> __m256 {
+        let mask = _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(n as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
+        // SAFETY: masked-off lanes are not read (no fault past the n values).
+        unsafe { _mm256_maskload_ps(at, mask) }
+    }
+
+    /// The first `n` (< 4) f64s at `at`, zeros after; nothing past them read.
+    ///
+    /// # Safety
+    /// `n` values readable at `at`; AVX2 supported.
+    #[target_feature(enable = "avx2")]
+    unsafe fn tail_f64_avx2(at: *const f64, n: usize) -> __m256d {
+        let mask = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n as i64), _mm256_setr_epi64x(0, 1, 2, 3));
+        // SAFETY: masked-off lanes are not read (no fault past the n values).
+        unsafe { _mm256_maskload_pd(at, mask) }
+    }
+
     panel!(
         /// f32 with AVX-512F: 16×16 blocks.
-        panel_f32_avx512, "avx512f", f32, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, transpose_16x16
+        panel_f32_avx512, "avx512f", f32, 16, _mm512_setzero_ps, _mm512_loadu_ps, tail_f32_avx512, _mm512_storeu_ps, transpose_16x16
     );
     panel!(
         /// f64 with AVX-512F: 8×8 blocks.
-        panel_f64_avx512, "avx512f", f64, 8, _mm512_setzero_pd, _mm512_loadu_pd, _mm512_storeu_pd, transpose_8x8_pd
+        panel_f64_avx512, "avx512f", f64, 8, _mm512_setzero_pd, _mm512_loadu_pd, tail_f64_avx512, _mm512_storeu_pd, transpose_8x8_pd
     );
     panel!(
         /// f32 with AVX2: 8×8 blocks.
-        panel_f32_avx2, "avx2", f32, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, transpose_8x8_ps
+        panel_f32_avx2, "avx2", f32, 8, _mm256_setzero_ps, _mm256_loadu_ps, tail_f32_avx2, _mm256_storeu_ps, transpose_8x8_ps
     );
     panel!(
         /// f64 with AVX2: 4×4 blocks.
-        panel_f64_avx2, "avx2", f64, 4, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_storeu_pd, transpose_4x4
+        panel_f64_avx2, "avx2", f64, 4, _mm256_setzero_pd, _mm256_loadu_pd, tail_f64_avx2, _mm256_storeu_pd, transpose_4x4
     );
 
     /// Rows r[0..16] in, columns out.
