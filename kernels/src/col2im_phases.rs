@@ -11,6 +11,7 @@
 //! the same.
 
 use crate::error::{check_len, checked_product, Result};
+use crate::gemm::gather::AddShape;
 use crate::im2col::check_band;
 use crate::{Element, Window2d};
 use std::ops::Range;
@@ -87,26 +88,32 @@ impl<T: Element> Col2imPhases<T> {
             return Ok(());
         }
         let add = crate::gemm::kernel::selected_add::<T>();
+        let (sh, dh, ph) = (geom.stride()[0], geom.dilation()[0], geom.pad()[0]);
         for (row, col_row) in cols.chunks_exact(band).enumerate() {
             let (c, i, j) = (row / (kh * kw), (row / kw) % kh, row % kw);
             let xs = geom.valid_outputs(1, j);
-            if xs.is_empty() {
+            let valid_ys = geom.valid_outputs(0, i);
+            let ys = rows.start.max(valid_ys.start)..rows.end.min(valid_ys.end);
+            if xs.is_empty() || ys.is_empty() {
                 continue;
             }
             // Image column of the first valid output, then its phase line
-            // and place there: the rest follow one by one.
+            // and place there: the rest follow one by one; each next output
+            // row lands `sh` image rows further down.
             let first = xs.start * sw + j * geom.dilation()[1] - geom.pad()[1];
             let at = self.starts[first % sw] + first / sw;
+            let first_y = ys.start * sh + i * dh - ph;
             let plane = &mut self.lines[c * h * w..(c + 1) * h * w];
-            for (y, src) in rows.clone().zip(col_row.chunks_exact(ow)) {
-                let Some(dst_y) = geom.source(0, y, i) else {
-                    continue;
-                };
-                let dst = &mut plane[dst_y * w + at..][..xs.len()];
-                // SAFETY: the add was chosen for an instruction set this
-                // CPU supports.
-                unsafe { add(dst, &src[xs.clone()]) };
-            }
+            let shape = AddShape {
+                len: xs.len(),
+                lines: ys.len(),
+                dst_stride: sh * w,
+                src_stride: ow,
+            };
+            let src = &col_row[(ys.start - rows.start) * ow + xs.start..];
+            // SAFETY: the add was chosen for an instruction set this CPU
+            // supports.
+            unsafe { add(&mut plane[first_y * w + at..], src, shape) };
         }
         Ok(())
     }

@@ -270,20 +270,37 @@ lines_avx512!(
     _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0)
 );
 
-/// `dst[x] += src[x]` for every x of `dst` (`src` at least as long): one
-/// line of a col2im's scatter-add.
+/// The shape of a 2-D add ([`AddFn`]): `lines` lines of `len` values,
+/// line l at `l·dst_stride` in the destination and `l·src_stride` in the
+/// source.
+#[derive(Clone, Copy, Debug)]
+pub struct AddShape {
+    pub len: usize,
+    pub lines: usize,
+    pub dst_stride: usize,
+    pub src_stride: usize,
+}
+
+/// `dst[l·dst_stride + x] += src[l·src_stride + x]` for x < len, l <
+/// lines: one column-matrix row's scatter-add into a col2im's phase lines,
+/// in one call (one call per line cost more than the adds on short lines).
+/// Panics if a line leaves its slice.
 ///
 /// # Safety
 /// The CPU must support the function's instruction set.
-pub type AddFn<T> = unsafe fn(dst: &mut [T], src: &[T]);
+pub type AddFn<T> = unsafe fn(dst: &mut [T], src: &[T], shape: AddShape);
 
 /// The portable add.
-pub(crate) fn add_generic<T: Element>(dst: &mut [T], src: &[T]) {
-    dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v);
+pub(crate) fn add_generic<T: Element>(dst: &mut [T], src: &[T], shape: AddShape) {
+    for l in 0..shape.lines {
+        let d = &mut dst[l * shape.dst_stride..][..shape.len];
+        let v = &src[l * shape.src_stride..][..shape.len];
+        d.iter_mut().zip(v).for_each(|(d, &v)| *d += v);
+    }
 }
 
-/// Defines an AVX-512F [`AddFn`]: whole vectors, then one masked vector
-/// for the rest.
+/// Defines an AVX-512F [`AddFn`]: per line whole vectors, then one
+/// masked vector for the rest.
 macro_rules! add_avx512 {
     ($name:ident, $t:ty, $lanes:literal, $mask:ty, $load:ident, $add:ident, $store:ident) => {
         /// See [`AddFn`].
@@ -292,17 +309,21 @@ macro_rules! add_avx512 {
         /// The CPU must support AVX-512F.
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f")]
-        pub(crate) unsafe fn $name(dst: &mut [$t], src: &[$t]) {
+        pub(crate) unsafe fn $name(dst: &mut [$t], src: &[$t], shape: AddShape) {
             use std::arch::x86_64::*;
-            let n = dst.len().min(src.len());
-            for x in (0..n).step_by($lanes) {
-                let mask = lanes_inside(0, n - x, $lanes) as $mask;
-                // SAFETY: the mask's lanes are below n − x: inside both
-                // slices from x.
-                unsafe {
-                    let (d, v) = (dst.as_mut_ptr().add(x), src.as_ptr().add(x));
-                    let sum = $add($load(mask, d), $load(mask, v));
-                    $store(d, mask, sum);
+            let n = shape.len;
+            let tail = lanes_inside(0, n % $lanes, $lanes) as $mask;
+            for l in 0..shape.lines {
+                let d = dst[l * shape.dst_stride..][..n].as_mut_ptr();
+                let v = src[l * shape.src_stride..][..n].as_ptr();
+                for x in (0..n).step_by($lanes) {
+                    let mask = if x + $lanes <= n { <$mask>::MAX } else { tail };
+                    // SAFETY: the mask's lanes are below n − x: inside
+                    // both lines (slices of n values) from x.
+                    unsafe {
+                        let sum = $add($load(mask, d.add(x)), $load(mask, v.add(x)));
+                        $store(d.add(x), mask, sum);
+                    }
                 }
             }
         }
@@ -375,17 +396,31 @@ mod tests {
         }
     }
 
-    /// Every add this CPU supports against the scalar sum, lengths around
-    /// the vector widths; `src` longer than `dst` is not read past it.
+    /// Every add this CPU supports against the scalar sum: lengths around
+    /// the vector widths, one and several lines, strides longer than the
+    /// lines; values between the lines are left as they are.
     fn check_adds<T: Element>() {
         for add in Isa::supported().into_iter().map(T::slice_add) {
-            for n in [0, 1, 7, 8, 15, 16, 17, 33] {
-                let src: Vec<T> = (0..n + 3).map(|v| T::from_f64(v as f64 * 0.5)).collect();
-                let mut dst: Vec<T> = (0..n).map(|v| T::from_f64(100.0 - v as f64)).collect();
-                // SAFETY: only functions of supported instruction sets are listed.
-                unsafe { add(&mut dst, &src) };
-                for (x, &d) in dst.iter().enumerate() {
-                    assert_eq!(d, T::from_f64(100.0 - x as f64 + x as f64 * 0.5), "n {n} x {x}");
+            for len in [0, 1, 7, 8, 15, 16, 17, 33] {
+                for lines in [1, 3] {
+                    let shape = AddShape {
+                        len,
+                        lines,
+                        dst_stride: len + 5,
+                        src_stride: len + 2,
+                    };
+                    let src: Vec<T> = (0..lines * (len + 2))
+                        .map(|v| T::from_f64(v as f64 * 0.5))
+                        .collect();
+                    let dirty = |v: usize| T::from_f64(100.0 - v as f64);
+                    let mut dst: Vec<T> = (0..lines * (len + 5)).map(dirty).collect();
+                    // SAFETY: only functions of supported instruction sets are listed.
+                    unsafe { add(&mut dst, &src, shape) };
+                    for (i, &d) in dst.iter().enumerate() {
+                        let (l, x) = (i / (len + 5), i % (len + 5));
+                        let added = if x < len { src[l * (len + 2) + x] } else { T::ZERO };
+                        assert_eq!(d, dirty(i) + added, "len {len} lines {lines} line {l} x {x}");
+                    }
                 }
             }
         }
