@@ -275,9 +275,13 @@ lines_avx512!(
 /// source.
 #[derive(Clone, Copy, Debug)]
 pub struct AddShape {
+    /// Values per line.
     pub len: usize,
+    /// Lines.
     pub lines: usize,
+    /// Step from one line to the next in the destination.
     pub dst_stride: usize,
+    /// Step from one line to the next in the source.
     pub src_stride: usize,
 }
 
