@@ -24,7 +24,7 @@
 //! bound the loop. KC is chosen so a B micro-panel (KC·NR) stays in the
 //! 48 KiB L1, MC so an A block (MC·KC) stays in L2.
 
-use super::gather::{AddFn, GatherFn, LinesFn};
+use super::gather::{AddFn, LinesFn};
 use crate::isa::Isa;
 use crate::Element;
 
@@ -177,9 +177,6 @@ pub trait HasKernels: Sized {
     /// product over `taps` rows of A.
     fn a_rows_kernel(isa: Isa, taps: usize) -> ARowsKernel<Self>;
 
-    /// The best packing gather usable with `isa`.
-    fn gather(isa: Isa) -> GatherFn<Self>;
-
     /// The best padded strided lines usable with `isa`.
     fn lines(isa: Isa) -> LinesFn<Self>;
 
@@ -289,14 +286,6 @@ impl HasKernels for f32 {
         }
     }
 
-    fn gather(isa: Isa) -> GatherFn<f32> {
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => super::gather::gather_f32_avx512,
-            _ => super::gather::gather_generic::<f32>,
-        }
-    }
-
     fn a_rows_kernel(isa: Isa, taps: usize) -> ARowsKernel<f32> {
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -383,14 +372,6 @@ impl HasKernels for f64 {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => super::gather::lines_f64_avx512,
             _ => super::gather::lines_generic::<f64>,
-        }
-    }
-
-    fn gather(isa: Isa) -> GatherFn<f64> {
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => super::gather::gather_f64_avx512,
-            _ => super::gather::gather_generic::<f64>,
         }
     }
 
@@ -482,11 +463,6 @@ pub(crate) fn selected_rows<T: Element>(m: usize) -> MicroKernel<T> {
 /// [`crate::isa::selected`].
 pub(crate) fn selected<T: Element>() -> MicroKernel<T> {
     T::kernel(crate::isa::selected())
-}
-
-/// The packing gather for `T`, of the same instruction set.
-pub(crate) fn selected_gather<T: Element>() -> GatherFn<T> {
-    T::gather(crate::isa::selected())
 }
 
 /// The padded strided lines for `T`, of the same instruction set.
