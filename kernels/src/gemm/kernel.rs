@@ -180,6 +180,11 @@ pub trait HasKernels: Sized {
     /// The best padded strided lines usable with `isa`.
     fn lines(isa: Isa) -> LinesFn<Self>;
 
+    /// The best transposer into panels usable with `isa` (W×W register
+    /// blocks of its vector width: any panel width that width divides,
+    /// which every kernel's NR is).
+    fn transposer(isa: Isa) -> super::transpose::PanelFn<Self>;
+
     /// The best slice add usable with `isa`.
     fn slice_add(isa: Isa) -> AddFn<Self>;
 
@@ -278,6 +283,16 @@ impl HasKernels for f32 {
         }
     }
 
+    fn transposer(isa: Isa) -> super::transpose::PanelFn<f32> {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => super::transpose::panel_f32_avx512,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => super::transpose::panel_f32_avx2,
+            _ => super::transpose::panel_generic::<f32>,
+        }
+    }
+
     fn lines(isa: Isa) -> LinesFn<f32> {
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -364,6 +379,16 @@ impl HasKernels for f64 {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => super::gather::add_f64_avx512,
             _ => super::gather::add_generic::<f64>,
+        }
+    }
+
+    fn transposer(isa: Isa) -> super::transpose::PanelFn<f64> {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => super::transpose::panel_f64_avx512,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => super::transpose::panel_f64_avx2,
+            _ => super::transpose::panel_generic::<f64>,
         }
     }
 
@@ -463,6 +488,11 @@ pub(crate) fn selected_rows<T: Element>(m: usize) -> MicroKernel<T> {
 /// [`crate::isa::selected`].
 pub(crate) fn selected<T: Element>() -> MicroKernel<T> {
     T::kernel(crate::isa::selected())
+}
+
+/// The transposer into panels for `T`, of the same instruction set.
+pub(crate) fn selected_transposer<T: Element>() -> super::transpose::PanelFn<T> {
+    T::transposer(crate::isa::selected())
 }
 
 /// The padded strided lines for `T`, of the same instruction set.
