@@ -6,11 +6,12 @@
 //! * B (kc × nc) → ⌈nc/NR⌉ panels; panel s holds columns s·NR.., step p at
 //!   `[p·NR + j]`.
 //!
-//! Reads go through ndarray views, so any strides work; one `unsafe`
-//! skips a bounds check the loop bounds already guarantee, another calls
-//! the kernel's register-transposing A packer (8×8 blocks: 1.09-1.14× on
-//! the 256 × 2304 × 196 GEMM, whose A packing took 14 % of its time value
-//! by value).
+//! Reads go through ndarray views, so any strides work; the `unsafe`
+//! blocks skip a bounds check the loop bounds already guarantee and call
+//! instruction-set-specific helpers: the register-transposing packers
+//! (8×8 blocks for A: 1.09-1.14× on the 256 × 2304 × 196 GEMM, whose A
+//! packing took 14 % of its time value by value) and the padded lines
+//! that build B's rows from an image.
 
 use super::gather::PADDING_LINE;
 use super::transpose::PanelFn;
@@ -254,7 +255,8 @@ impl<T: Element> PackB<T> for Im2colB<'_, T> {
     }
 }
 
-/// Output rows narrower than this pack tap by tap (see [`Im2colB::pack`]).
+/// Output rows narrower than this pack through the padded lines (see
+/// [`Im2colB::pack`]).
 const SHORT_RUN: usize = 24;
 
 impl<T: Element> Im2colB<'_, T> {
