@@ -85,7 +85,7 @@ pub(crate) fn gemm_blocked<T: Element, S: Slot<T>>(
     let n = b.dim().1;
     let (mr, nr) = (kern.mr, kern.nr);
     let kc_max = kern.kc.min(k);
-    T::with_pack_buffers(|a_buf, b_buf| {
+    super::kernel::with_pack_buffers(parallel, |a_buf, b_buf| {
         let a_pack = aligned(a_buf, m.div_ceil(mr) * mr * kc_max);
         let b_pack = aligned(b_buf, kern.nc.min(n).div_ceil(nr) * nr * kc_max);
         for jc in (0..n).step_by(kern.nc) {

@@ -224,7 +224,7 @@ pub(crate) fn im2col_product<T: Element, S: Slot<T>>(
     // Every wide column is an output column of one image and nothing to
     // add: write C directly.
     let direct = wide == ow && source.count == 1 && bias.is_none();
-    T::with_pack_buffers(|a_buf, _| {
+    super::kernel::with_pack_buffers(parallel, |a_buf, _| {
         let a_pack = aligned(a_buf, m_pad * k);
         for d in &depth {
             pack_a(

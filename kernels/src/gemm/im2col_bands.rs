@@ -72,7 +72,7 @@ pub(super) fn im2col_product<T: Element, S: Slot<T>>(
     };
     let band_rows = band_rows(depth * ow * std::mem::size_of::<T>(), oh, count, parallel);
     let image_len = channels * geom.input_len();
-    T::with_pack_buffers(|a_buf, b_buf| {
+    super::kernel::with_pack_buffers(parallel, |a_buf, b_buf| {
         let m_pad = m.div_ceil(mr) * mr;
         let a_pack = aligned(a_buf, m_pad * depth);
         pack_a(a.view(), (mr, kern.pack_a), a_pack, parallel);

@@ -54,7 +54,7 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
     let depth: Vec<Range<usize>> = (0..k).step_by(kern.kc).map(|p| p..(p + kern.kc).min(k)).collect();
     let row_stride = b.strides()[0];
     let offsets: Vec<isize> = (0..k as isize).map(|p| p * row_stride).collect();
-    T::with_pack_buffers(|a_buf, _| {
+    super::kernel::with_pack_buffers(parallel, |a_buf, _| {
         let a_pack = aligned(a_buf, m_pad * k);
         for d in &depth {
             pack_a(

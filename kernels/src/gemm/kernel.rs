@@ -193,6 +193,21 @@ pub trait HasKernels: Sized {
     fn with_pack_buffers<R>(f: impl FnOnce(&mut Vec<Self>, &mut Vec<Self>) -> R) -> R;
 }
 
+/// Runs a product's body `f` with packing buffers: when `parallel`, on a
+/// pool worker with that worker's buffers ([`crate::threads::on_worker`]:
+/// the body's parallel regions then start from inside the pool), else on
+/// the calling thread with its own.
+pub(crate) fn with_pack_buffers<T: HasKernels, R: Send>(
+    parallel: bool,
+    f: impl FnOnce(&mut Vec<T>, &mut Vec<T>) -> R + Send,
+) -> R {
+    if parallel {
+        crate::threads::on_worker(|| T::with_pack_buffers(f))
+    } else {
+        T::with_pack_buffers(f)
+    }
+}
+
 /// Lends `f` the calling thread's packing buffers, so that a GEMM allocates
 /// (and page-faults) its packed panels once per thread, not once per call.
 /// A re-entrant call (a rayon worker that steals another GEMM while it waits
