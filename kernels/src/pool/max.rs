@@ -270,6 +270,7 @@ fn max_plane<T: Element, I: ArgIndex>(
     let (left, right) = spans.border();
     let Scratch { band, values: best, taps: at, .. } = scratch;
     let n = best.len();
+    band.forget();
     for (((&(y0, ny), &skip_y), out_row), arg_row) in spans
         .rows
         .iter()
@@ -283,7 +284,7 @@ fn max_plane<T: Element, I: ArgIndex>(
         if full.is_empty() {
             continue;
         }
-        band.load(x, y0, ny);
+        band.slide(x, y0, ny);
         let x0 = spans.cols[full.start].0;
         for i in 0..ny {
             for j in 0..kw {
@@ -328,6 +329,7 @@ fn max_plane_3x3_stride2<T: Element, I: ArgIndex, OT: Slot<T>, OI: Slot<I>>(
     let (left, right) = spans.border();
     let Scratch { band, values: best, taps: at, .. } = scratch;
     let n = best.len();
+    band.forget();
     for (((&(y0, ny), &skip_y), out_row), arg_row) in spans
         .rows
         .iter()
@@ -344,7 +346,7 @@ fn max_plane_3x3_stride2<T: Element, I: ArgIndex, OT: Slot<T>, OI: Slot<I>>(
         // Rows cut by padding (ny < 3) read their first tap again in place
         // of the missing ones: a repeat never takes over, so the loop keeps
         // its fixed nine taps.
-        band.load(x, y0, ny);
+        band.slide(x, y0, ny);
         let x0 = spans.cols[full.start].0;
         let tap = |i: usize, j: usize| band.taps(if i < ny { i } else { 0 }, x0 + j, n);
         #[rustfmt::skip]
