@@ -68,9 +68,16 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
     Ok(o)
 }
 
-/// Median time of `runner` in ms: one warm-up run, then at least 3 and up to
-/// 30 timed runs, stopping after ~1 s (a single run longer than 2 s is timed
-/// once, its warm-up counting as the measurement).
+/// Shortest span a runner is timed over. The shared machine has slow phases
+/// of tens of milliseconds (a 2-thread GEMM then runs at 1-thread speed):
+/// 30 runs of a 1 ms kernel could all fall in one, so short kernels run
+/// until this much time has passed.
+const MIN_SPAN: Duration = Duration::from_millis(300);
+
+/// Median time of `runner` in ms: one warm-up run, then timed runs — at
+/// least 3, and at least 30 or [`MIN_SPAN`]'s worth, whichever takes
+/// longer, stopping after ~1 s (a single run longer than 2 s is timed once,
+/// its warm-up counting as the measurement).
 fn time(runner: &mut Runner) -> f64 {
     let once = |r: &mut Runner| {
         let start = Instant::now();
@@ -82,7 +89,10 @@ fn time(runner: &mut Runner) -> f64 {
     if warm < Duration::from_secs(2) {
         samples.clear();
         let start = Instant::now();
-        while samples.len() < 3 || (samples.len() < 30 && start.elapsed() < Duration::from_secs(1)) {
+        while samples.len() < 3
+            || ((samples.len() < 30 || start.elapsed() < MIN_SPAN)
+                && start.elapsed() < Duration::from_secs(1))
+        {
             samples.push(once(runner));
         }
     }
