@@ -1,6 +1,6 @@
 //! Average pooling, forward and backward.
 
-use super::phase::interleave_phases;
+use super::phase::{interleave_phases, padded};
 use super::{for_each_plane, is_2x2_stride2, is_3x3_stride2, plane_counts, Scratch, Slot, Spans};
 use crate::error::{check_len, Result};
 use crate::isa::multiversion;
@@ -131,7 +131,8 @@ fn avg_plane<T: Element>(
     let full = spans.full.clone();
     let (left, right) = spans.border();
     let Scratch { band, values: sums, column, .. } = scratch;
-    let n = sums.len();
+    let n = padded(full.len());
+    let sums = &mut sums[..n];
     for (&(y0, ny), out_row) in spans.rows.iter().zip(out.chunks_exact_mut(ow)) {
         column.copy_from_slice(&x[y0 * width..][..width]);
         for yy in y0 + 1..y0 + ny {

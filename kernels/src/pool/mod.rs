@@ -142,9 +142,10 @@ fn plane_counts(planes: usize, geom: &Window2d) -> Result<(usize, usize)> {
 /// Per-task buffers of the tap-by-tap passes, reused from plane to plane.
 struct Scratch<T> {
     band: PhaseBand<T>,
-    /// One value per full window of a row, in whole blocks.
+    /// One value per full window of a row (and one more: see
+    /// `max_plane_3x3_stride2`), in whole blocks.
     values: Vec<T>,
-    /// One tap per full window of a row, in whole blocks.
+    /// One tap per window of `values`.
     taps: Vec<u32>,
     /// One value per input column (average pooling's column sums).
     column: Vec<T>,
@@ -152,7 +153,7 @@ struct Scratch<T> {
 
 impl<T: Element> Scratch<T> {
     fn new(geom: &Window2d, spans: &Spans) -> Self {
-        let n = padded(spans.full.len());
+        let n = padded(spans.full.len() + 1);
         Self {
             band: PhaseBand::new(geom.input()[1], geom.stride()[1], geom.kernel()[0]),
             values: vec![T::ZERO; n],

@@ -39,7 +39,10 @@ pub(super) struct PhaseBand<T> {
     stride: usize,
     /// Pixels per phase: ⌈width / stride⌉.
     len: usize,
-    /// Distance between phases: `len` plus [`BLOCK`] elements of slack.
+    /// Distance between phases: one lead element, `len` pixels, then
+    /// [`BLOCK`] elements of slack. A phase's lead stands for the column
+    /// one stride left of its first pixel (left padding) and holds a
+    /// repeat of column 0 (see [`taps_left_padded`](Self::taps_left_padded)).
     pitch: usize,
     /// The plane row each slot holds, if any. Plane row y lives in slot
     /// y mod (slots), so that consecutive rows never share a slot and a
@@ -53,7 +56,7 @@ impl<T: Element> PhaseBand<T> {
     /// Room for `rows` rows of `width` pixels, split for `stride`.
     pub(super) fn new(width: usize, stride: usize, rows: usize) -> Self {
         let len = width.div_ceil(stride);
-        let pitch = len + BLOCK;
+        let pitch = 1 + len + BLOCK;
         Self {
             data: vec![T::ZERO; rows * stride * pitch],
             width,
@@ -97,6 +100,8 @@ impl<T: Element> PhaseBand<T> {
             if s == 2 {
                 // The common stride, as one pass over pixel pairs.
                 let (even, odd) = phases.split_at_mut(pitch);
+                (even[0], odd[0]) = (row[0], row[0]);
+                let (even, odd) = (&mut even[1..], &mut odd[1..]);
                 let pairs = row.chunks_exact(2);
                 if let [last] = pairs.remainder() {
                     even[len - 1] = *last;
@@ -106,9 +111,12 @@ impl<T: Element> PhaseBand<T> {
                     *o = pair[1];
                 }
             } else {
+                for p in 0..s {
+                    phases[p * pitch] = row[0];
+                }
                 for (k, pixels) in row.chunks(s).enumerate() {
                     for (p, &v) in pixels.iter().enumerate() {
-                        phases[p * pitch + k] = v;
+                        phases[p * pitch + 1 + k] = v;
                     }
                 }
             }
@@ -121,6 +129,21 @@ impl<T: Element> PhaseBand<T> {
     pub(super) fn taps(&self, i: usize, c: usize, n: usize) -> &[T] {
         let (s, pitch) = (self.stride, self.pitch);
         let slot = (self.first + i) % self.held.len();
+        &self.data[(slot * s + c % s) * pitch..][..pitch][1 + c / s..][..n]
+    }
+
+    /// As [`taps`](Self::taps) for windows whose first starts one column
+    /// left of the row (column −1, left padding): band row `i`, columns
+    /// `j − 1 + k·s` for k < `n`, with column −1 read as a repeat of column
+    /// 0. (A max window scanned in order takes the same maximum with the
+    /// repeat as without, found one tap earlier; see
+    /// `max_plane_3x3_stride2`.)
+    #[inline(always)]
+    pub(super) fn taps_left_padded(&self, i: usize, j: usize, n: usize) -> &[T] {
+        let (s, pitch) = (self.stride, self.pitch);
+        let slot = (self.first + i) % self.held.len();
+        // Column j − 1 = phase (j + s − 1) mod s, index (j + s − 1) / s − 1.
+        let c = j + s - 1;
         &self.data[(slot * s + c % s) * pitch..][..pitch][c / s..][..n]
     }
 }
@@ -180,6 +203,31 @@ mod tests {
             let n = (7 - 1 - 1) / stride + 1;
             let expected: Vec<f64> = (0..n).map(|k| (14 + 1 + k * stride) as f64).collect();
             assert_eq!(&band.taps(1, 1, padded(n))[..n], expected, "stride {stride}");
+        }
+    }
+
+    #[test]
+    fn left_padded_taps_repeat_column_zero() {
+        let plane: Vec<f64> = (0..35).map(f64::from).collect(); // 5 rows of 7
+        for stride in 1..=3 {
+            let mut band = PhaseBand::new(7, stride, 2);
+            band.load(&plane, 2, 2);
+            for i in 0..2 {
+                for j in 0..=stride {
+                    // Columns j − 1, j − 1 + s, … inside the row; −1 reads column 0.
+                    let columns: Vec<usize> = (0..)
+                        .map(|k| (j + k * stride).saturating_sub(1))
+                        .take_while(|&c| c < 7)
+                        .collect();
+                    let expected: Vec<f64> = columns.iter().map(|&c| plane[(2 + i) * 7 + c]).collect();
+                    let n = expected.len();
+                    assert_eq!(
+                        &band.taps_left_padded(i, j, padded(n))[..n],
+                        expected,
+                        "stride {stride} row {i} tap {j}"
+                    );
+                }
+            }
         }
     }
 
