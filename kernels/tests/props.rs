@@ -554,6 +554,14 @@ fn kernels_are_deterministic_across_thread_counts() {
         bits(serial.as_slice().unwrap()),
         bits(parallel.as_slice().unwrap())
     );
+    // And called from this thread, outside any pool's workers (the
+    // product then enters the global pool once, `threads::on_worker`).
+    let mut outside = Array2::<f32>::zeros((150, 500));
+    gemm(1.0, a.view(), b.view(), 0.0, outside.view_mut()).unwrap();
+    assert_eq!(
+        bits(serial.as_slice().unwrap()),
+        bits(outside.as_slice().unwrap())
+    );
 
     let geom = Window2d::new([33, 29], [3, 3], [1, 2], [1, 1], [1, 1]).unwrap();
     let (n, c) = (6, 4);
