@@ -1317,6 +1317,47 @@ proptest! {
     }
 }
 
+/// Stride-1 geometries whose output is as wide as the image (padding
+/// across pw = dw·(KW − 1)/2, any padding down), on images of several
+/// tiles and bands and up to 40 channels (several KC blocks): the route
+/// reading the image itself, its padding under lane masks (where the CPU
+/// has masked loads).
+fn same_width_geometry() -> impl Strategy<Value = Geometry> {
+    (
+        1usize..40,
+        [1usize..24, 1..70],
+        (1usize..5, 0usize..3),
+        [1usize..3, 1..3],
+        0usize..4,
+    )
+        .prop_map(|(channels, input, (kh, half), dilation, ph)| Geometry {
+            channels,
+            input,
+            kernel: [kh, 2 * half + 1],
+            stride: [1, 1],
+            pad: [ph, dilation[1] * half],
+            dilation,
+        })
+}
+
+proptest! {
+    #![proptest_config(config(32))]
+
+    /// One image, every row count either side of the in-place limit.
+    #[test]
+    fn implicit_gemm_same_width_equals_explicit(g in same_width_geometry(), m in 1usize..140, raw in data(131)) {
+        check_implicit_gemm::<f32>(&g, m, 0.0, &raw);
+        check_implicit_gemm::<f64>(&g, m, 0.0, &raw);
+    }
+
+    /// Batches with a bias, in parallel and serially.
+    #[test]
+    fn implicit_gemm_same_width_batch(g in same_width_geometry(), m in 1usize..40, count in 1usize..4, with_bias: bool, raw in data(131)) {
+        check_implicit_gemm_batch::<f32>(&g, (1, m), count, 1, with_bias, &raw);
+        check_implicit_gemm_batch::<f64>(&g, (1, m), count, 1, with_bias, &raw);
+    }
+}
+
 /// A grouped batch into a new array (never zero-filled): image n, group
 /// g's block equals, bit for bit, the one-image implicit GEMM (itself
 /// checked against the explicit product above) with bias[g·M + r] added

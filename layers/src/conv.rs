@@ -11,9 +11,10 @@
 //! where `col_g(x[n])` is the im2col matrix (C/G·KH·KW × OH·OW) of the
 //! group's channels — in the forward pass an implicit GEMM that never builds
 //! it: with up to 128 filters per group the micro-kernel reads its rows in
-//! place from bands of the zero-padded, stride-phase-split image (no packing
-//! of B), with more filters the GEMM packs its panels straight from the
-//! image; either way the products are written straight into the output
+//! place (no packing of B) — from the image itself, its padding under lane
+//! masks, for stride-1 "same"-width layers on AVX-512, else from bands of
+//! the zero-padded, stride-phase-split image —, with more filters the GEMM
+//! packs its panels straight from the image; either way the products are written straight into the output
 //! ([`patchwise_kernels::gemm_im2col_batch`]: a new array, never
 //! zero-filled first), the bias added as they are. Backward:
 //!

@@ -34,6 +34,10 @@
 //! anyway, [`super::im2col_bands`] builds the band's im2col matrix instead
 //! and skips the wide grid's extra columns and copy.
 //!
+//! Stride-1 products whose output is as wide as the image ("same"
+//! padding across) skip the bands where the kernel has masked loads:
+//! [`super::in_image`] reads the image itself and masks its padding.
+//!
 //! Results equal the packed route's bit for bit: the same micro-kernel body,
 //! the same KC blocks in the same order (beta = 0 on the first, 1 after).
 
@@ -202,6 +206,10 @@ pub(crate) fn im2col_product<T: Element, S: Slot<T>>(
     (bias, c): (Option<&[T]>, ArrayViewMut3<'_, S>),
     parallel: bool,
 ) {
+    if super::in_image::applies(kern, geom) {
+        super::in_image::im2col_product(kern, alpha, a, batch, channels, geom, (bias, c), parallel);
+        return;
+    }
     let [oh, ow] = geom.output();
     let mut source = Source::new(batch, channels, geom);
     if source.copied && super::im2col_bands::applies(kern, a.dim(), ow, alpha, bias.is_some()) {

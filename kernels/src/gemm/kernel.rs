@@ -69,6 +69,45 @@ pub type RowsKernelFn<T> = unsafe fn(
     beta: T,
 );
 
+/// Which lanes of B's rows a [`MaskedRowsKernelFn`] reads: at step p,
+/// tap t = (`first` + p) mod `taps`, lane l of vector v (of the kernel's
+/// NR/lanes) is read when bit l of `table[t·NV + v]` is set, and counts as
+/// zero otherwise.
+#[derive(Clone, Copy, Debug)]
+pub struct LaneMasks {
+    /// `taps`·NV masks.
+    pub table: *const u16,
+    /// Taps the steps cycle through.
+    pub taps: usize,
+    /// Tap of step 0.
+    pub first: usize,
+}
+
+/// The micro-kernel reading B in place ([`RowsKernelFn`]) with B's lanes
+/// masked ([`LaneMasks`]): lanes off the mask are never touched and count
+/// as zero, so rows may run off their buffer (a padded image read where it
+/// lies, the padding masked). Same sums and store as [`KernelFn`] on the
+/// masked values.
+///
+/// # Safety
+/// As [`RowsKernelFn`], except that only the lanes on the mask of step p
+/// (at `b + offsets[p]`) need be readable; `masks` must point to masks
+/// whose table holds `taps`·NV values, `first < taps`.
+pub type MaskedRowsKernelFn<T> = unsafe fn(
+    kc: usize,
+    a: *const T,
+    b: *const T,
+    offsets: *const isize,
+    masks: *const LaneMasks,
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+    rows: usize,
+    cols: usize,
+    alpha: T,
+    beta: T,
+);
+
 /// The micro-kernel with A's rows read in place and B packed: step p's
 /// value of row i is `a_rows[i][p]` (the rows may lie anywhere), B as in
 /// [`KernelFn`]. Same sums and store as [`KernelFn`].
@@ -137,6 +176,9 @@ pub struct MicroKernel<T> {
     /// instruction set the kernel's implies); else A is packed value by
     /// value.
     pub pack_a: Option<super::transpose::PanelFn<T>>,
+    /// The rows kernel with masked B loads, for 1, 2 and NR/lanes vectors
+    /// of columns (as `narrow`), where the instruction set has masked loads.
+    pub masked: Option<[MaskedRowsKernelFn<T>; 3]>,
 }
 
 impl<T> MicroKernel<T> {
@@ -149,6 +191,16 @@ impl<T> MicroKernel<T> {
     /// [`Self::for_cols`] reading B in place.
     pub fn rows_for_cols(&self, cols: usize) -> RowsKernelFn<T> {
         self.pick(cols).1
+    }
+
+    /// The masked rows kernel for a tile of `cols` ≤ NR columns, if any.
+    pub fn masked_for_cols(&self, cols: usize) -> Option<MaskedRowsKernelFn<T>> {
+        let [one, two, full] = self.masked?;
+        Some(match cols.div_ceil(self.lanes) {
+            0 | 1 => one,
+            2 => two,
+            _ => full,
+        })
     }
 
     fn pick(&self, cols: usize) -> (KernelFn<T>, RowsKernelFn<T>) {
@@ -248,6 +300,7 @@ macro_rules! generic {
                 super::kernel_generic::kernel_rows::<$t, $mr, $nr>,
             ); 2],
             pack_a: None,
+            masked: None,
         }
     };
 }
@@ -256,6 +309,16 @@ macro_rules! generic {
 /// of [`super::simd_kernel`] (B read packed and in place), `$nv` vectors
 /// of `$lanes` per step (`$nv` ≥ 2).
 macro_rules! simd {
+    ($isa:expr, mr: $mr:literal, nv: $nv:literal, lanes: $lanes:literal, [$mc:literal, $jb:literal, $nc:literal], $module:ident::{$kernel:ident, $rows:ident, $masked:ident}, pack_a: $pack_a:expr) => {
+        MicroKernel {
+            masked: Some([
+                super::$module::$masked::<1>,
+                super::$module::$masked::<2>,
+                super::$module::$masked::<$nv>,
+            ]),
+            ..simd!($isa, mr: $mr, nv: $nv, lanes: $lanes, [$mc, $jb, $nc], $module::{$kernel, $rows}, pack_a: $pack_a)
+        }
+    };
     ($isa:expr, mr: $mr:literal, nv: $nv:literal, lanes: $lanes:literal, [$mc:literal, $jb:literal, $nc:literal], $module:ident::{$kernel:ident, $rows:ident}, pack_a: $pack_a:expr) => {
         MicroKernel {
             isa: $isa,
@@ -273,6 +336,7 @@ macro_rules! simd {
                 (super::$module::$kernel::<2>, super::$module::$rows::<2>),
             ],
             pack_a: $pack_a,
+            masked: None,
         }
     };
 }
@@ -363,11 +427,11 @@ impl HasKernels for f32 {
         match (isa, least_padding(m)) {
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 9) => {
-                simd!(isa, mr: 9, nv: 3, lanes: 16, [144, 288, 4608], kernel_avx512::{f32_9x48, f32_9x48_rows}, pack_a: None)
+                simd!(isa, mr: 9, nv: 3, lanes: 16, [144, 288, 4608], kernel_avx512::{f32_9x48, f32_9x48_rows, f32_9x48_masked}, pack_a: None)
             }
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 5) => {
-                simd!(isa, mr: 5, nv: 5, lanes: 16, [145, 320, 4480], kernel_avx512::{f32_5x80, f32_5x80_rows}, pack_a: None)
+                simd!(isa, mr: 5, nv: 5, lanes: 16, [145, 320, 4480], kernel_avx512::{f32_5x80, f32_5x80_rows, f32_5x80_masked}, pack_a: None)
             }
             _ => Self::kernel(isa),
         }
@@ -377,7 +441,7 @@ impl HasKernels for f32 {
         match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
-                simd!(isa, mr: 8, nv: 3, lanes: 16, [144, 288, 4608], kernel_avx512::{f32_8x48, f32_8x48_rows}, pack_a: Some(super::transpose::panel_f32_avx2))
+                simd!(isa, mr: 8, nv: 3, lanes: 16, [144, 288, 4608], kernel_avx512::{f32_8x48, f32_8x48_rows, f32_8x48_masked}, pack_a: Some(super::transpose::panel_f32_avx2))
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => {
@@ -448,11 +512,11 @@ impl HasKernels for f64 {
         match (isa, least_padding(m)) {
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 9) => {
-                simd!(isa, mr: 9, nv: 3, lanes: 8, [144, 288, 4608], kernel_avx512::{f64_9x24, f64_9x24_rows}, pack_a: None)
+                simd!(isa, mr: 9, nv: 3, lanes: 8, [144, 288, 4608], kernel_avx512::{f64_9x24, f64_9x24_rows, f64_9x24_masked}, pack_a: None)
             }
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 5) => {
-                simd!(isa, mr: 5, nv: 5, lanes: 8, [145, 320, 4480], kernel_avx512::{f64_5x40, f64_5x40_rows}, pack_a: None)
+                simd!(isa, mr: 5, nv: 5, lanes: 8, [145, 320, 4480], kernel_avx512::{f64_5x40, f64_5x40_rows, f64_5x40_masked}, pack_a: None)
             }
             _ => Self::kernel(isa),
         }
@@ -462,7 +526,7 @@ impl HasKernels for f64 {
         match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
-                simd!(isa, mr: 8, nv: 3, lanes: 8, [144, 288, 4608], kernel_avx512::{f64_8x24, f64_8x24_rows}, pack_a: Some(super::transpose::panel_f64_avx512))
+                simd!(isa, mr: 8, nv: 3, lanes: 8, [144, 288, 4608], kernel_avx512::{f64_8x24, f64_8x24_rows, f64_8x24_masked}, pack_a: Some(super::transpose::panel_f64_avx512))
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => {

@@ -20,6 +20,48 @@
 
 use std::arch::x86_64::*;
 
+// The rows kernels with masked B loads (see
+// [`super::kernel::MaskedRowsKernelFn`]), one per tile of the rows kernels.
+macro_rules! masked_rows {
+    ($(#[$doc:meta])* $name:ident, f32, $mr:literal, $nv:literal) => {
+        super::simd_kernel_masked_rows!(
+            $(#[$doc])* $name, "avx512f", f32, __m512, 16, $mr, $nv, u16, _mm512_maskz_loadu_ps,
+            _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps
+        );
+    };
+    ($(#[$doc:meta])* $name:ident, f64, $mr:literal, $nv:literal) => {
+        super::simd_kernel_masked_rows!(
+            $(#[$doc])* $name, "avx512f", f64, __m512d, 8, $mr, $nv, u8, _mm512_maskz_loadu_pd,
+            _mm512_setzero_pd, _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fmadd_pd, _mm512_mul_pd, _mm512_add_pd
+        );
+    };
+}
+
+masked_rows!(
+    /// f32, MR = 8, NR = 48, B's lanes masked.
+    f32_8x48_masked, f32, 8, 3
+);
+masked_rows!(
+    /// f32, MR = 9, NR = 48, B's lanes masked.
+    f32_9x48_masked, f32, 9, 3
+);
+masked_rows!(
+    /// f32, MR = 5, NR = 80, B's lanes masked.
+    f32_5x80_masked, f32, 5, 5
+);
+masked_rows!(
+    /// f64, MR = 8, NR = 24, B's lanes masked.
+    f64_8x24_masked, f64, 8, 3
+);
+masked_rows!(
+    /// f64, MR = 9, NR = 24, B's lanes masked.
+    f64_9x24_masked, f64, 9, 3
+);
+masked_rows!(
+    /// f64, MR = 5, NR = 40, B's lanes masked.
+    f64_5x40_masked, f64, 5, 5
+);
+
 super::simd_kernel!(
     /// f64, MR = 8, NR = 24 (three 8-lane vectors).
     f64_8x24, f64_8x24_rows, b_ahead = 8, "avx512f", f64, __m512d, 8, 8, 3,

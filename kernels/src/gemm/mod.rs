@@ -34,6 +34,7 @@ mod direct;
 mod direct_transposed;
 pub(crate) mod gather;
 mod im2col_bands;
+mod in_image;
 mod in_place;
 pub(crate) mod kernel;
 mod kernel_avx2;
@@ -44,7 +45,7 @@ mod simd_kernel;
 mod transpose;
 
 pub use batch::gemm_im2col_batch;
-use simd_kernel::{simd_kernel, simd_kernel_a_rows};
+use simd_kernel::{simd_kernel, simd_kernel_a_rows, simd_kernel_masked_rows};
 use std::sync::OnceLock;
 
 use crate::error::{check_len, checked_product, Error, Result};

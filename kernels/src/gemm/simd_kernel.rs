@@ -32,6 +32,7 @@ macro_rules! simd_kernel {
                     }
                 }
             },
+            |bp, v| $load(bp.add(v * $lanes)),
             $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
         $crate::gemm::simd_kernel::simd_kernel!(@body
@@ -54,12 +55,13 @@ macro_rules! simd_kernel {
                     byte += 64;
                 }
             },
+            |bp, v| $load(bp.add(v * $lanes)),
             $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
     };
     (@body
         $(#[$doc:meta])* $name:ident, ($($arg:ident: $argt:ty),*), {$($setup:tt)*}, |$ap:ident, $i:ident| $a_value:expr,
-        |$p:ident, $kc:ident| $b_step:expr, $prefetch:block,
+        |$p:ident, $kc:ident| $b_step:expr, $prefetch:block, |$bp:ident, $v:ident| $b_load:expr,
         $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
         $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident, $mul:ident, $add:ident
     ) => {
@@ -93,11 +95,11 @@ macro_rules! simd_kernel {
                 // values of A and NR values of B readable where the
                 // kernel's contract says.
                 unsafe {
-                    let bp = $b_step;
+                    let $bp = $b_step;
                     $prefetch
                     let mut bv: [$vec; USED] = [$zero(); USED];
-                    for (v, slot) in bv.iter_mut().enumerate() {
-                        *slot = $load(bp.add(v * $lanes));
+                    for ($v, slot) in bv.iter_mut().enumerate() {
+                        *slot = $b_load;
                     }
                     for ($i, row) in acc.iter_mut().enumerate() {
                         let ai = $set1($a_value);
@@ -190,6 +192,50 @@ macro_rules! simd_kernel_a_rows {
                     }
                 }
             },
+            |bp, v| $load(bp.add(v * $lanes)),
+            $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
+        );
+    };
+}
+
+/// Defines `unsafe fn $name` ([`super::kernel::MaskedRowsKernelFn`])
+/// compiled with `#[target_feature(enable = $feature)]`: the rows kernel
+/// of [`simd_kernel!`] whose B loads are masked (`$maskz_load`, lanes off
+/// the mask read as zero and never touched), the masks of step p those of
+/// tap (first + p) mod taps.
+macro_rules! simd_kernel_masked_rows {
+    (
+        $(#[$doc:meta])* $name:ident, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
+        $mask:ty, $maskz_load:ident,
+        $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident, $mul:ident, $add:ident
+    ) => {
+        $crate::gemm::simd_kernel::simd_kernel!(@body
+            $(#[$doc])*
+            /// B: rows read in place, step p's at `b + offsets[p]`, only
+            /// the lanes of its tap's masks.
+            $name, (a: *const $t, b: *const $t, offsets: *const isize, masks: *const $crate::gemm::kernel::LaneMasks),
+            {
+                // SAFETY: the caller passes valid masks.
+                let masks = unsafe { &*masks };
+                let mut tap = masks.first;
+                let mut step_masks: *const u16;
+            },
+            |p, i| *a.add(p * $mr + i),
+            |p, kc| {
+                step_masks = masks.table.add(tap * $nv);
+                tap += 1;
+                if tap == masks.taps {
+                    tap = 0;
+                }
+                b.wrapping_offset(*offsets.add(p))
+            },
+            {
+                // No prefetch: the rows' pixels of a band stay in L2 while
+                // every A panel passes over them (the rows kernel's
+                // prefetch measured 0.97-0.99x here, alternated call by
+                // call on 3x3 layers).
+            },
+            |bp, v| $maskz_load(*step_masks.add(v) as $mask, bp.wrapping_add(v * $lanes)),
             $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
     };
@@ -197,3 +243,4 @@ macro_rules! simd_kernel_a_rows {
 
 pub(crate) use simd_kernel;
 pub(crate) use simd_kernel_a_rows;
+pub(crate) use simd_kernel_masked_rows;

@@ -1,0 +1,360 @@
+//! Implicit GEMM reading the image itself, the padding masked: stride-1
+//! convolutions whose output is as wide as the image (OW = W, "same"
+//! padding across: 3×3 with padding 1, 1×1 without).
+//!
+//! Then output pixel q = y·W + x of tap (c, i, j) reads
+//!
+//! ```text
+//! image[c·H·W + q + (i·dh − ph)·W + (j·dw − pw)]
+//! ```
+//!
+//! so every row of B (of the im2col matrix) is the image itself, shifted,
+//! and numbered like the output. Where the tap falls on padding that
+//! address holds a neighbouring row's pixel, or lies outside the image:
+//! the micro-kernel loads B under per-tap lane masks
+//! ([`super::kernel::LaneMasks`], worked out once per tile of NR output
+//! pixels), so those lanes count as zero and are never read. Against
+//! [`super::direct`]'s bands this copies nothing (no padded band built),
+//! computes no column it then drops (no wide grid: 34 columns per 32 on a
+//! 32-wide image) and stores the tiles straight into the output, the bias
+//! added to each band of pixels while it is in cache (no scatter).
+//!
+//! Measured against the bands on f32, alternated call by call in one
+//! process (two threads): the (50, 32, 32, 32) 3×3 layer 1.12× forward,
+//! 1.07× backward (its dx is such a product); ResNet's 3×3 at 28×28
+//! 1.08× / 1.04×, at 56×56 1.03× / 1.02×.
+//!
+//! It needs masked vector loads (AVX-512); elsewhere [`super::direct`]
+//! takes these products. Results equal that route's (and the packed
+//! route's) bit for bit: the same sums over the same KC blocks, the
+//! padding's zeros being masked lanes, the bias added after the sum.
+
+use super::kernel::{LaneMasks, MicroKernel};
+use super::pack::{aligned, pack_a};
+use crate::slot::Slot;
+use crate::{Element, Window2d};
+use ndarray::{s, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis};
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// Whether `C ← alpha·A·im2col` over images of geometry `geom` takes this
+/// route: stride 1, the output as wide as the image, and a kernel with
+/// masked loads.
+pub(super) fn applies<T>(kern: &MicroKernel<T>, geom: &Window2d) -> bool {
+    kern.masked.is_some() && geom.stride() == [1, 1] && geom.output()[1] == geom.input()[1]
+}
+
+/// `Cₙ ← alpha·A·im2col(xₙ) (+ bias[r] on row r)` for the `count` images
+/// of `batch` (`images`, count, image stride), C being (count, M, OH·OW);
+/// shapes checked by the caller, and [`applies`]. C is only written (and
+/// read back for the bias after), so it may be fresh memory ([`Slot`]).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn im2col_product<T: Element, S: Slot<T>>(
+    kern: &MicroKernel<T>,
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    (images, count, image_stride): (&[T], usize, usize),
+    channels: usize,
+    geom: &Window2d,
+    (bias, c): (Option<&[T]>, ArrayViewMut3<'_, S>),
+    parallel: bool,
+) {
+    let (m, k) = a.dim();
+    let (mr, nr, lanes) = (kern.mr, kern.nr, kern.lanes);
+    let vectors = nr / lanes;
+    let pixels = geom.output_len();
+    let m_pad = m.div_ceil(mr) * mr;
+    let depth: Vec<Range<usize>> = (0..k).step_by(kern.kc).map(|p| p..(p + kern.kc).min(k)).collect();
+    let offsets = offsets(channels, geom);
+    let taps = geom.kernel_len();
+    let band = band_pixels(kern, pixels, count, parallel);
+    let image_len = channels * geom.input_len();
+    super::kernel::with_pack_buffers(parallel, |a_buf, _| {
+        let a_pack = aligned(a_buf, m_pad * k);
+        for d in &depth {
+            pack_a(
+                a.slice(s![.., d.clone()]),
+                (mr, kern.pack_a),
+                &mut a_pack[m_pad * d.start..][..m_pad * d.len()],
+                parallel,
+            );
+        }
+        let a_pack = &*a_pack;
+        // One band: output pixels `q` of image n, into `out` (M × q.len()).
+        let task = |(n, q, mut out): (usize, Range<usize>, ArrayViewMut2<'_, S>), scratch: &mut Scratch| {
+            let Scratch { masks, rows, columns } = scratch;
+            let image = &images[n * image_stride..][..image_len];
+            let tiles: Vec<Range<usize>> = q.clone().step_by(nr).map(|j| j..(j + nr).min(q.end)).collect();
+            masks.clear();
+            masks.resize(tiles.len() * taps * vectors, 0);
+            let whole: Vec<bool> = tiles
+                .iter()
+                .zip(masks.chunks_exact_mut(taps * vectors))
+                .map(|(tile, table)| {
+                    tile_masks(geom, tile.clone(), lanes, (rows, columns), table) && tile.len() == nr
+                })
+                .collect();
+            let (rsc, csc) = (out.strides()[0], out.strides()[1]);
+            // A slot has T's layout (`Slot`'s contract).
+            let base = out.as_mut_ptr().cast::<T>();
+            for (step, d) in depth.iter().enumerate() {
+                let kc = d.len();
+                let beta = if step == 0 { T::ZERO } else { T::ONE };
+                let offsets = &offsets[d.clone()];
+                for i in (0..m).step_by(mr) {
+                    let a_panel = &a_pack[m_pad * d.start + i * kc..][..mr * kc];
+                    for (t, tile) in tiles.iter().enumerate() {
+                        let (rows, cols) = (mr.min(m - i), tile.len());
+                        let from = image.as_ptr().wrapping_add(tile.start);
+                        // SAFETY: (i, tile − q.start) .. + (rows, cols) lies
+                        // inside `out`, this task's own part of C, which
+                        // aliases neither A's panels nor the image; a fresh
+                        // tile is only written (beta = 0 on the first KC
+                        // block, after which it holds values).
+                        let c =
+                            unsafe { base.offset(i as isize * rsc + (tile.start - q.start) as isize * csc) };
+                        if whole[t] {
+                            // SAFETY: every lane of the tile's taps lies in
+                            // the image (its masks are whole): step p's NR
+                            // values at from + offsets[p] are readable; the
+                            // A panel holds kc·MR values; the kernel's ISA is
+                            // supported.
+                            unsafe {
+                                (kern.rows_for_cols(cols))(
+                                    kc,
+                                    a_panel.as_ptr(),
+                                    from,
+                                    offsets.as_ptr(),
+                                    c,
+                                    rsc,
+                                    csc,
+                                    rows,
+                                    cols,
+                                    alpha,
+                                    beta,
+                                )
+                            };
+                            continue;
+                        }
+                        let lane_masks = LaneMasks {
+                            table: masks[t * taps * vectors..].as_ptr(),
+                            taps,
+                            first: d.start % taps,
+                        };
+                        let masked = kern.masked_for_cols(cols).expect("a kernel with masked loads");
+                        // SAFETY: the lanes on step p's masks are those whose
+                        // pixel lies in the image (`tile_masks`), read at
+                        // from + offsets[p]; the table holds taps × NV masks;
+                        // the A panel holds kc·MR values; the kernel's ISA is
+                        // supported.
+                        unsafe {
+                            masked(
+                                kc,
+                                a_panel.as_ptr(),
+                                from,
+                                offsets.as_ptr(),
+                                &lane_masks,
+                                c,
+                                rsc,
+                                csc,
+                                rows,
+                                cols,
+                                alpha,
+                                beta,
+                            )
+                        };
+                    }
+                }
+            }
+            if let Some(bias) = bias {
+                for (r, &b) in bias.iter().enumerate().take(m) {
+                    if csc == 1 {
+                        // SAFETY: row r of `out` holds q.len() contiguous
+                        // values, every one written by the product (k > 0).
+                        let row =
+                            unsafe { std::slice::from_raw_parts_mut(base.offset(r as isize * rsc), q.len()) };
+                        row.iter_mut().for_each(|v| *v += b);
+                        continue;
+                    }
+                    for j in 0..q.len() {
+                        // SAFETY: (r, j) lies inside `out`, whose every
+                        // element the product (k > 0) wrote.
+                        unsafe { *base.offset(r as isize * rsc + j as isize * csc) += b };
+                    }
+                }
+            }
+        };
+        let parts = bands(c, band);
+        if parallel && parts.len() > 1 {
+            parts
+                .into_par_iter()
+                .for_each_init(Scratch::default, |scratch, part| task(part, scratch));
+        } else {
+            let mut scratch = Scratch::default();
+            parts.into_iter().for_each(|part| task(part, &mut scratch));
+        }
+    });
+}
+
+/// A task's buffers: its tiles' lane masks, and per kernel row and
+/// column the pixels of a tile whose tap row or column lies in the image.
+#[derive(Default)]
+struct Scratch {
+    masks: Vec<u16>,
+    rows: Vec<u128>,
+    columns: Vec<u128>,
+}
+
+/// Offset of each row of B, (c, i, j) in order, from an output pixel's
+/// own index: `c·H·W + (i·dh − ph)·W + (j·dw − pw)`.
+fn offsets(channels: usize, geom: &Window2d) -> Vec<isize> {
+    let ([h, w], [kh, kw], [dh, dw], [ph, pw]) = (geom.input(), geom.kernel(), geom.dilation(), geom.pad());
+    let (w, plane) = (w as isize, (h * w) as isize);
+    (0..channels as isize)
+        .flat_map(|c| {
+            (0..kh as isize).flat_map(move |i| {
+                (0..kw as isize).map(move |j| {
+                    c * plane + (i * dh as isize - ph as isize) * w + j * dw as isize - pw as isize
+                })
+            })
+        })
+        .collect()
+}
+
+/// Fills `table` (taps × vectors of `lanes`) with the lane masks of the
+/// output pixels `tile` (at most 128): bit l of tap t's vector v is set
+/// when pixel `tile.start + v·lanes + l` is in the tile and its tap t
+/// lies in the image (not on padding). Returns whether every bit of the
+/// tile's pixels is set.
+fn tile_masks(
+    geom: &Window2d,
+    tile: Range<usize>,
+    lanes: usize,
+    (rows, columns): (&mut Vec<u128>, &mut Vec<u128>),
+    table: &mut [u16],
+) -> bool {
+    let ([h, w], [kh, kw], [dh, dw], [ph, pw]) = (geom.input(), geom.kernel(), geom.dilation(), geom.pad());
+    let vectors = table.len() / (kh * kw);
+    // Per kernel row i, the pixels whose tap row lies in the image (image
+    // rows y with 0 ≤ y + i·dh − ph < h); per kernel column j, those whose
+    // tap column does (0 ≤ x + j·dw − pw < w): ranges of pixels, as bits.
+    let (h, w, len) = (h as isize, w as isize, tile.len() as isize);
+    let start = tile.start as isize;
+    let bits = |lo: isize, hi: isize| -> u128 {
+        let (lo, hi) = ((lo - start).clamp(0, len), (hi - start).clamp(0, len));
+        let below = |n: isize| if n >= 128 { u128::MAX } else { (1u128 << n) - 1 };
+        below(hi) & !below(lo)
+    };
+    rows.clear();
+    rows.extend((0..kh as isize).map(|i| {
+        let shift = i * dh as isize - ph as isize;
+        bits((-shift) * w, (h - shift) * w)
+    }));
+    columns.clear();
+    columns.extend((0..kw as isize).map(|j| {
+        let shift = j * dw as isize - pw as isize;
+        let (lo, hi) = ((-shift).max(0), (w - shift).min(w));
+        (start / w..=(start + len - 1) / w).fold(0, |acc, y| acc | bits(y * w + lo, y * w + hi))
+    }));
+    let all = u128::MAX >> (128 - tile.len());
+    let lane_bits = (1u128 << lanes) - 1;
+    let mut whole = true;
+    for (tap, masks) in table.chunks_exact_mut(vectors).enumerate() {
+        let valid = rows[tap / kw] & columns[tap % kw];
+        whole &= valid == all;
+        for (v, mask) in masks.iter_mut().enumerate() {
+            *mask = ((valid >> (v * lanes)) & lane_bits) as u16;
+        }
+    }
+    whole
+}
+
+/// Output pixels per band: whole tiles, up to about twice the kernel's JB
+/// (the B rows a band reads stay in L2 while every A panel passes over
+/// them), an image's bands evened out; in parallel, at least four bands
+/// per thread over the batch.
+fn band_pixels<T>(kern: &MicroKernel<T>, pixels: usize, count: usize, parallel: bool) -> usize {
+    let most = (2 * kern.jb).div_ceil(kern.nr) * kern.nr;
+    let mut bands = pixels.div_ceil(most);
+    if parallel {
+        bands = bands.max((4 * rayon::current_num_threads()).div_ceil(count));
+    }
+    let tiles = pixels.div_ceil(kern.nr);
+    tiles.div_ceil(bands.min(tiles)) * kern.nr
+}
+
+/// Splits C (count, M, P) into bands of `band` pixels of one image each:
+/// (image, its pixels, their columns of C).
+fn bands<S>(c: ArrayViewMut3<'_, S>, band: usize) -> Vec<(usize, Range<usize>, ArrayViewMut2<'_, S>)> {
+    let pixels = c.len_of(Axis(2));
+    let mut parts = Vec::new();
+    let (mut rest, mut n) = (c, 0);
+    while rest.len_of(Axis(0)) > 0 {
+        let (first, tail) = rest.split_at(Axis(0), 1);
+        rest = tail;
+        let mut image = first.index_axis_move(Axis(0), 0);
+        let mut start = 0;
+        while start < pixels {
+            let end = (start + band).min(pixels);
+            let (piece, rest) = image.split_at(Axis(1), end - start);
+            parts.push((n, start..end, piece));
+            image = rest;
+            start = end;
+        }
+        n += 1;
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tile_masks;
+    use crate::Window2d;
+
+    /// The masks worked out from ranges of pixels equal a pixel-by-pixel
+    /// check of every tap, for tiles starting anywhere (across row ends,
+    /// the image's top and bottom rows, the output's last pixel), tile
+    /// widths of 1 to 5 vectors of 8 or 16 lanes, dilated kernels and
+    /// padding down of 0 to 3.
+    #[test]
+    fn tile_masks_match_a_pixel_by_pixel_check() {
+        let shapes = [
+            ([5, 7], [3, 3], [1, 1], [1, 1]),
+            ([9, 4], [2, 3], [0, 2], [2, 2]),
+            ([3, 20], [5, 1], [3, 0], [1, 1]),
+            ([12, 33], [1, 5], [2, 2], [1, 1]),
+            ([1, 1], [1, 1], [0, 0], [1, 1]),
+        ];
+        let (mut rows, mut columns) = (Vec::new(), Vec::new());
+        for (input, kernel, pad, dilation) in shapes {
+            let geom = Window2d::new(input, kernel, [1, 1], pad, dilation).unwrap();
+            assert_eq!(geom.output()[1], input[1], "same width");
+            let ([h, w], [kh, kw]) = (input, kernel);
+            let pixels = geom.output_len();
+            for (lanes, vectors) in [(8, 1), (8, 3), (16, 2), (16, 3), (16, 5)] {
+                let nr = lanes * vectors;
+                for start in 0..pixels {
+                    let tile = start..(start + nr).min(pixels);
+                    let mut table = vec![0u16; kh * kw * vectors];
+                    let whole = tile_masks(&geom, tile.clone(), lanes, (&mut rows, &mut columns), &mut table);
+                    let mut expected = vec![0u16; kh * kw * vectors];
+                    let mut all = true;
+                    for (l, q) in tile.enumerate() {
+                        let (y, x) = ((q / w) as isize, (q % w) as isize);
+                        for (i, j) in (0..kh).flat_map(|i| (0..kw).map(move |j| (i, j))) {
+                            let r = y + (i * dilation[0]) as isize - pad[0] as isize;
+                            let c = x + (j * dilation[1]) as isize - pad[1] as isize;
+                            if (0..h as isize).contains(&r) && (0..w as isize).contains(&c) {
+                                expected[(i * kw + j) * vectors + l / lanes] |= 1 << (l % lanes);
+                            } else {
+                                all = false;
+                            }
+                        }
+                    }
+                    assert_eq!(table, expected, "{input:?} {kernel:?} pad {pad:?} dil {dilation:?}, tile from {start}, {lanes}×{vectors}");
+                    assert_eq!(whole, all);
+                }
+            }
+        }
+    }
+}
