@@ -1340,6 +1340,30 @@ fn same_width_geometry() -> impl Strategy<Value = Geometry> {
         })
 }
 
+/// Many channels over a wide image: each band reads more of the image
+/// than the A panels' loop keeps in cache, so the tiles run in the outer
+/// loop (1×1, and 3×3 with several KC blocks); with a bias, in batches.
+#[test]
+fn implicit_gemm_same_width_many_channels() {
+    let raw: Vec<f64> = (0..997).map(|i| ((i * 37 % 101) as f64) / 50.0 - 1.0).collect();
+    for (kernel, pad) in [([1, 1], [0, 0]), ([3, 3], [1, 1])] {
+        let g = Geometry {
+            channels: 300,
+            input: [9, 70],
+            kernel,
+            stride: [1, 1],
+            pad,
+            dilation: [1, 1],
+        };
+        for m in [7, 20] {
+            check_implicit_gemm::<f32>(&g, m, 0.0, &raw);
+            check_implicit_gemm::<f64>(&g, m, 0.0, &raw);
+            check_implicit_gemm_batch::<f32>(&g, (1, m), 2, 1, true, &raw);
+            check_implicit_gemm_batch::<f64>(&g, (1, m), 2, 1, true, &raw);
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(config(32))]
 
