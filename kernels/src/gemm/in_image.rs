@@ -75,7 +75,7 @@ pub(super) fn im2col_product<T: Element, S: Slot<T>>(
     let depth: Vec<Range<usize>> = (0..k).step_by(kern.kc).map(|p| p..(p + kern.kc).min(k)).collect();
     let offsets = offsets(channels, geom);
     let taps = geom.kernel_len();
-    let band = band_pixels(kern, pixels, count, parallel);
+    let per_image = bands_per_image(kern, pixels, count, parallel);
     let image_len = channels * geom.input_len();
     super::kernel::with_pack_buffers(parallel, |a_buf, _| {
         let a_pack = aligned(a_buf, m_pad * k);
@@ -201,7 +201,7 @@ pub(super) fn im2col_product<T: Element, S: Slot<T>>(
                 }
             }
         };
-        let parts = bands(c, band);
+        let parts = bands(c, nr, per_image);
         if parallel && parts.len() > 1 {
             parts
                 .into_par_iter()
@@ -299,37 +299,43 @@ fn tile_masks(
     whole
 }
 
-/// Output pixels per band: whole tiles, up to about twice the kernel's JB
-/// (the B rows a band reads stay in L2 while every A panel passes over
-/// them), an image's bands evened out; in parallel, at least four bands
-/// per thread over the batch.
-fn band_pixels<T>(kern: &MicroKernel<T>, pixels: usize, count: usize, parallel: bool) -> usize {
-    let most = (2 * kern.jb).div_ceil(kern.nr) * kern.nr;
-    let mut bands = pixels.div_ceil(most);
+/// Bands per image: about twice the kernel's JB pixels each (the B rows a
+/// band reads stay in L2 while every A panel passes over them); in
+/// parallel, at least four bands per thread over the batch.
+fn bands_per_image<T>(kern: &MicroKernel<T>, pixels: usize, count: usize, parallel: bool) -> usize {
+    let mut bands = pixels.div_ceil(2 * kern.jb);
     if parallel {
         bands = bands.max((4 * rayon::current_num_threads()).div_ceil(count));
     }
-    let tiles = pixels.div_ceil(kern.nr);
-    tiles.div_ceil(bands.min(tiles)) * kern.nr
+    bands.clamp(1, pixels.div_ceil(kern.nr))
 }
 
-/// Splits C (count, M, P) into bands of `band` pixels of one image each:
-/// (image, its pixels, their columns of C).
-fn bands<S>(c: ArrayViewMut3<'_, S>, band: usize) -> Vec<(usize, Range<usize>, ArrayViewMut2<'_, S>)> {
+/// Splits C (count, M, P) into `per_image` bands of each image, whole
+/// tiles of `nr` pixels each, evened out (their tile counts differ by
+/// one at most; a last band of the remainder left one image's 56×56
+/// layer on two threads 1.04-1.08× slower): (image, its pixels, their
+/// columns of C).
+fn bands<S>(
+    c: ArrayViewMut3<'_, S>,
+    nr: usize,
+    per_image: usize,
+) -> Vec<(usize, Range<usize>, ArrayViewMut2<'_, S>)> {
     let pixels = c.len_of(Axis(2));
+    let tiles = pixels.div_ceil(nr);
     let mut parts = Vec::new();
     let (mut rest, mut n) = (c, 0);
     while rest.len_of(Axis(0)) > 0 {
         let (first, tail) = rest.split_at(Axis(0), 1);
         rest = tail;
         let mut image = first.index_axis_move(Axis(0), 0);
-        let mut start = 0;
-        while start < pixels {
-            let end = (start + band).min(pixels);
+        for b in 0..per_image {
+            let (start, end) = (
+                b * tiles / per_image * nr,
+                ((b + 1) * tiles / per_image * nr).min(pixels),
+            );
             let (piece, rest) = image.split_at(Axis(1), end - start);
             parts.push((n, start..end, piece));
             image = rest;
-            start = end;
         }
         n += 1;
     }
