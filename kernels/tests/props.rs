@@ -1364,6 +1364,35 @@ fn implicit_gemm_same_width_many_channels() {
     }
 }
 
+/// More rows of A than the in-place limit over images of at least two
+/// bands' pixels (the in-image route takes up to 256 there), either side
+/// of 256, and over a smaller image (the packed route); with a bias, in
+/// batches.
+#[test]
+fn implicit_gemm_same_width_many_rows() {
+    let raw: Vec<f64> = (0..997).map(|i| ((i * 37 % 101) as f64) / 50.0 - 1.0).collect();
+    for (input, kernel, pad) in [
+        ([24, 30], [3, 3], [1, 1]),
+        ([20, 32], [1, 1], [0, 0]),
+        ([14, 14], [3, 3], [1, 1]),
+    ] {
+        let g = Geometry {
+            channels: 5,
+            input,
+            kernel,
+            stride: [1, 1],
+            pad,
+            dilation: [1, 1],
+        };
+        for m in [129, 256, 257] {
+            check_implicit_gemm::<f32>(&g, m, 0.0, &raw);
+            check_implicit_gemm::<f64>(&g, m, 0.0, &raw);
+            check_implicit_gemm_batch::<f32>(&g, (1, m), 2, 1, true, &raw);
+            check_implicit_gemm_batch::<f64>(&g, (1, m), 2, 1, true, &raw);
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(config(32))]
 

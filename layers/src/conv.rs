@@ -12,8 +12,9 @@
 //! group's channels — in the forward pass an implicit GEMM that never builds
 //! it: with up to 128 filters per group the micro-kernel reads its rows in
 //! place (no packing of B) — from the image itself, its padding under lane
-//! masks, for stride-1 "same"-width layers on AVX-512, else from bands of
-//! the zero-padded, stride-phase-split image —, with more filters the GEMM
+//! masks, for stride-1 "same"-width layers on AVX-512 (there up to 256
+//! filters on images of 576 pixels or more), else from bands of the
+//! zero-padded, stride-phase-split image —, with more filters the GEMM
 //! packs its panels straight from the image; either way the products are written straight into the output
 //! ([`patchwise_kernels::gemm_im2col_batch`]: a new array, never
 //! zero-filled first), the bias added as they are. Backward:

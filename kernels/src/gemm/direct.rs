@@ -53,10 +53,13 @@ use std::ops::Range;
 /// Products with at most this many rows of A take the in-place route.
 pub(crate) const MAX_ROWS: usize = 128;
 
-/// Whether `C ← alpha·A·im2col + beta·C` with `m` rows takes the in-place
-/// route: C only written (beta = 0), few rows.
-pub(crate) fn applies<T: Element>(m: usize, beta: T) -> bool {
-    beta == T::ZERO && m <= MAX_ROWS
+/// Whether `C ← alpha·A·im2col + beta·C` with `m` rows over images of
+/// geometry `geom` takes the in-place route: C only written (beta = 0),
+/// and few rows — or somewhat more where [`super::in_image`] takes them
+/// ([`super::in_image::takes_rows`]).
+pub(crate) fn applies<T: Element>(m: usize, beta: T, geom: &Window2d) -> bool {
+    beta == T::ZERO
+        && (m <= MAX_ROWS || super::in_image::takes_rows(&super::kernel::selected_rows::<T>(m), m, geom))
 }
 
 /// Where the rows of B come from: `count` images, `image_stride` apart,

@@ -52,6 +52,21 @@ pub(super) fn applies<T>(kern: &MicroKernel<T>, geom: &Window2d) -> bool {
     kern.masked.is_some() && geom.stride() == [1, 1] && geom.output()[1] == geom.input()[1]
 }
 
+/// Most rows of A this route takes beyond [`super::direct::MAX_ROWS`].
+const MAX_ROWS: usize = 256;
+
+/// Whether a product with `m` rows of A over images of geometry `geom`
+/// takes this route even with more rows than [`super::direct::MAX_ROWS`]
+/// (where the packed route takes the rest): up to [`MAX_ROWS`], over images
+/// of at least two bands' pixels (2·JB). Measured with 256 filters against
+/// the packed route, alternated call by call: 1×1 at 56×56 1.06×, 3×3
+/// at 56×56 1.03×, 28×28 1.04×, 24×24 1.03×; but 20×20 0.95×, 14×14
+/// 0.93× (a last partial tile per image, no images stacked), and 512
+/// filters at 28×28 1.00×.
+pub(super) fn takes_rows<T>(kern: &MicroKernel<T>, m: usize, geom: &Window2d) -> bool {
+    m <= MAX_ROWS && applies(kern, geom) && geom.output_len() >= 2 * kern.jb
+}
+
 /// `Cₙ ← alpha·A·im2col(xₙ) (+ bias[r] on row r)` for the `count` images
 /// of `batch` (`images`, count, image stride), C being (count, M, OH·OW);
 /// shapes checked by the caller, and [`applies`]. C is only written (and

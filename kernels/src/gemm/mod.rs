@@ -330,7 +330,7 @@ fn im2col_product<T: Element>(
     }
     let parallel = worth_parallel(m, n, k, parallel);
     match backend() {
-        Backend::Patchwise if direct::applies(m, beta) => {
+        Backend::Patchwise if direct::applies(m, beta, geom) => {
             direct::im2col_product(
                 &kernel::selected_rows::<T>(m),
                 alpha,
@@ -529,7 +529,7 @@ pub(super) fn im2col_stacked_fresh<T: Element>(
     let m = a.nrows();
     if matches!(backend(), Backend::Patchwise) && m > 0 && pixels > 0 && taps > 0 {
         let parallel = worth_parallel(m, pixels, taps, parallel);
-        if direct::applies(m, T::ZERO) {
+        if direct::applies(m, T::ZERO, geom) {
             let batch = (images, count, image_stride);
             let kern = kernel::selected_rows::<T>(m);
             direct::im2col_product(&kern, alpha, a, batch, channels, geom, (bias, c), parallel);
@@ -583,7 +583,7 @@ fn im2col_stacked_product<T: Element>(
         return Ok(());
     }
     match backend() {
-        Backend::Patchwise if direct::applies(m, beta) => {
+        Backend::Patchwise if direct::applies(m, beta, geom) => {
             let parallel = worth_parallel(m, pixels, taps, parallel);
             let batch = (images, count, image_stride);
             direct::im2col_product(
