@@ -42,7 +42,7 @@
 //!
 //! **Memory.** The forward pass's cache borrows x and w (no copy when they
 //! are in standard layout), so beyond its output the pass needs only
-//! per-thread packing buffers and bands: 2-14 % of the output on the ResNet
+//! per-thread packing buffers and bands: 2.5-7 % of the output on the ResNet
 //! layers (`conv_memory` in `patchwise-benches` measures it).
 //!
 //! **Threads.** The parallel level is decided once per call: with at least
