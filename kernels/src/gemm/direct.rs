@@ -43,10 +43,10 @@
 
 use super::gather::PADDING_LINE;
 use super::kernel::MicroKernel;
-use super::pack::{aligned, pack_a};
+use super::pack::{depth_blocks, pack_a_blocks};
 use crate::slot::Slot;
 use crate::{Element, Window2d};
-use ndarray::{s, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis};
+use ndarray::{ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -224,7 +224,7 @@ pub(crate) fn im2col_product<T: Element, S: Slot<T>>(
     let (m, k) = a.dim();
     let (mr, nr) = (kern.mr, kern.nr);
     let m_pad = m.div_ceil(mr) * mr;
-    let depth: Vec<Range<usize>> = (0..k).step_by(kern.kc).map(|p| p..(p + kern.kc).min(k)).collect();
+    let depth = depth_blocks(k, kern.kc);
     let offsets = source.offsets();
     // Largest offset per KC block: a run of NR from column q is inside the
     // buffer for every row of the block when limit + q + NR ≤ its length.
@@ -236,16 +236,7 @@ pub(crate) fn im2col_product<T: Element, S: Slot<T>>(
     // add: write C directly.
     let direct = wide == ow && source.count == 1 && bias.is_none();
     super::kernel::with_pack_buffers(parallel, |a_buf, _| {
-        let a_pack = aligned(a_buf, m_pad * k);
-        for d in &depth {
-            pack_a(
-                a.slice(s![.., d.clone()]),
-                (mr, kern.pack_a),
-                &mut a_pack[m_pad * d.start..][..m_pad * d.len()],
-                parallel,
-            );
-        }
-        let a_pack = &*a_pack;
+        let a_pack = pack_a_blocks(a, (mr, kern.pack_a), &depth, a_buf, parallel);
         // One band: output rows `rows`, wide columns q, into `pieces` (the
         // band's output columns of each image it covers, in order).
         let task = |(rows, mut pieces): (Range<usize>, Vec<ArrayViewMut2<'_, S>>),

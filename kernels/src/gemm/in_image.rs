@@ -38,10 +38,10 @@
 //! padding's zeros being masked lanes, the bias added after the sum.
 
 use super::kernel::{LaneMasks, MicroKernel};
-use super::pack::{aligned, pack_a};
+use super::pack::{depth_blocks, pack_a_blocks};
 use crate::slot::Slot;
 use crate::{Element, Window2d};
-use ndarray::{s, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis};
+use ndarray::{ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -87,22 +87,13 @@ pub(super) fn im2col_product<T: Element, S: Slot<T>>(
     let vectors = nr / lanes;
     let pixels = geom.output_len();
     let m_pad = m.div_ceil(mr) * mr;
-    let depth: Vec<Range<usize>> = (0..k).step_by(kern.kc).map(|p| p..(p + kern.kc).min(k)).collect();
+    let depth = depth_blocks(k, kern.kc);
     let offsets = offsets(channels, geom);
     let taps = geom.kernel_len();
     let per_image = bands_per_image(kern, pixels, count, parallel);
     let image_len = channels * geom.input_len();
     super::kernel::with_pack_buffers(parallel, |a_buf, _| {
-        let a_pack = aligned(a_buf, m_pad * k);
-        for d in &depth {
-            pack_a(
-                a.slice(s![.., d.clone()]),
-                (mr, kern.pack_a),
-                &mut a_pack[m_pad * d.start..][..m_pad * d.len()],
-                parallel,
-            );
-        }
-        let a_pack = &*a_pack;
+        let a_pack = pack_a_blocks(a, (mr, kern.pack_a), &depth, a_buf, parallel);
         // One band: output pixels `q` of image n, into `out` (M × q.len()).
         let task = |(n, q, mut out): (usize, Range<usize>, ArrayViewMut2<'_, S>), scratch: &mut Scratch| {
             let Scratch { masks, rows, columns } = scratch;

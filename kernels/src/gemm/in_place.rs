@@ -14,12 +14,11 @@
 
 use super::blocked::balanced;
 use super::kernel::MicroKernel;
-use super::pack::{aligned, pack_a};
+use super::pack::{depth_blocks, pack_a_blocks};
 use crate::slot::Slot;
 use crate::Element;
 use ndarray::{s, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
-use std::ops::Range;
 
 /// Products with at most this many rows of A take this route (measured:
 /// 1.1-1.3x at 32-64 rows, even at 128-160, where the packing costs
@@ -51,20 +50,11 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
     let n = b.ncols();
     let (mr, nr) = (kern.mr, kern.nr);
     let m_pad = m.div_ceil(mr) * mr;
-    let depth: Vec<Range<usize>> = (0..k).step_by(kern.kc).map(|p| p..(p + kern.kc).min(k)).collect();
+    let depth = depth_blocks(k, kern.kc);
     let row_stride = b.strides()[0];
     let offsets: Vec<isize> = (0..k as isize).map(|p| p * row_stride).collect();
     super::kernel::with_pack_buffers(parallel, |a_buf, _| {
-        let a_pack = aligned(a_buf, m_pad * k);
-        for d in &depth {
-            pack_a(
-                a.slice(s![.., d.clone()]),
-                (mr, kern.pack_a),
-                &mut a_pack[m_pad * d.start..][..m_pad * d.len()],
-                parallel,
-            );
-        }
-        let a_pack = &*a_pack;
+        let a_pack = pack_a_blocks(a, (mr, kern.pack_a), &depth, a_buf, parallel);
         // One task: the columns `first..` of C's width of `block`.
         let task = |(first, mut block): (usize, ArrayViewMut2<'_, S>)| {
             let (rsc, csc) = (block.strides()[0], block.strides()[1]);

@@ -118,6 +118,34 @@ pub(crate) fn pack_a<T: Element>(
     }
 }
 
+/// A's KC blocks: `k` columns in blocks of `kc` (the last one shorter).
+pub(crate) fn depth_blocks(k: usize, kc: usize) -> Vec<Range<usize>> {
+    (0..k).step_by(kc).map(|p| p..(p + kc).min(k)).collect()
+}
+
+/// Packs A (M × K) into MR-row panels ([`pack_a`]) block by block of
+/// `depth` (its KC blocks), into `buf`: block d's panels start at
+/// m_pad·d.start, m_pad being M rounded up to MR.
+pub(crate) fn pack_a_blocks<'b, T: Element>(
+    a: ArrayView2<'_, T>,
+    (mr, transpose): (usize, Option<PanelFn<T>>),
+    depth: &[Range<usize>],
+    buf: &'b mut Vec<T>,
+    parallel: bool,
+) -> &'b [T] {
+    let m_pad = a.nrows().div_ceil(mr) * mr;
+    let packed = aligned(buf, m_pad * a.ncols());
+    for d in depth {
+        pack_a(
+            a.slice(ndarray::s![.., d.clone()]),
+            (mr, transpose),
+            &mut packed[m_pad * d.start..][..m_pad * d.len()],
+            parallel,
+        );
+    }
+    packed
+}
+
 /// Packs the columns of `b` (kc × nc) into NR-column panels in `out`
 /// (⌈nc/NR⌉·NR·kc elements).
 pub(crate) fn pack_b<T: Element>(b: ArrayView2<'_, T>, nr: usize, out: &mut [T], parallel: bool) {
