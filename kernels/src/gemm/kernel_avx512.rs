@@ -11,6 +11,9 @@
 //! 7×7 ResNet convolution, alternated call by call in one process. The
 //! AVX2 kernels leave it to the hardware: there it measured 0.97-1.09×.
 //!
+//! Each rows kernel has a twin with masked B loads (`*_masked`), for the
+//! in-image convolution route ([`super::in_image`]).
+//!
 //! The kernels with A read in place (a convolution's dW, where A's rows are
 //! taps and B's columns filters) are 12×32 or 14×32 f32 and 12×16 f64
 //! instead: NR = 32 divides the filter counts where 48 would waste up to a

@@ -9,7 +9,10 @@
 //! `simd_kernel_a_rows!` makes the kernel whose A rows are read in place
 //! (row i at `a_rows[i] + p`, the [`super::kernel::ARowsKernelFn`]
 //! contract): the A values are broadcast one at a time, so they need not
-//! lie side by side.
+//! lie side by side. `simd_kernel_masked_rows!` makes the rows kernel
+//! whose B loads go under per-tap lane masks (the
+//! [`super::kernel::MaskedRowsKernelFn`] contract: rows read where they
+//! lie in a padded image, the padding masked).
 
 macro_rules! simd_kernel {
     (
