@@ -867,9 +867,13 @@ fn check_implicit_gemm<T: Real>(g: &Geometry, m: usize, beta: f64, raw: &[f64]) 
     let mut implicit = explicit.clone();
     let mut serial = explicit.clone();
     let (alpha, beta) = (<T as Element>::from_f64(1.5), <T as Element>::from_f64(beta));
+    // C stored by columns: tiles written with a column stride of M.
+    let mut by_columns = explicit.t().as_standard_layout().into_owned().reversed_axes();
     gemm(alpha, a.view(), cols.view(), beta, explicit.view_mut()).unwrap();
     gemm_im2col(alpha, a.view(), &image, c, &geom, beta, implicit.view_mut()).unwrap();
     gemm_im2col_serial(alpha, a.view(), &image, c, &geom, beta, serial.view_mut()).unwrap();
+    gemm_im2col(alpha, a.view(), &image, c, &geom, beta, by_columns.view_mut()).unwrap();
+    assert_eq!(explicit, by_columns, "C stored by columns");
     assert!(
         explicit.iter().all(|v| v.is_finite()),
         "finite inputs give finite outputs"
@@ -1275,6 +1279,37 @@ fn check_implicit_gemm_stacked<T: Real>(
             "bias"
         );
     }
+    // C stored pixel-major within each image (its rows not contiguous):
+    // the same bits, bias included.
+    let mut by_columns = c0
+        .clone()
+        .permuted_axes([0, 2, 1])
+        .as_standard_layout()
+        .into_owned()
+        .permuted_axes([0, 2, 1]);
+    gemm_im2col_stacked::<T>(
+        alpha,
+        a.view(),
+        &images,
+        count,
+        stride,
+        c,
+        &geom,
+        beta,
+        Some(&bias),
+        by_columns.slice_mut(rows),
+    )
+    .unwrap();
+    let logical_bits = |x: &Array3<T>| {
+        x.iter()
+            .map(|&v| Element::to_f64(v).to_bits())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        logical_bits(&by_columns),
+        logical_bits(&run(true, Some(&bias))),
+        "C stored pixel-major"
+    );
     // Rows outside the slice untouched.
     for i in [0, m + 1] {
         assert_eq!(

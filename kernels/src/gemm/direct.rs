@@ -447,10 +447,14 @@ fn scatter<T: Element, S: Slot<T>>(
                     let b = add.unwrap_or(T::ZERO);
                     let mut out = dst_row.iter_mut();
                     for &start in *starts {
+                        // Values first: `zip` pulls from its first
+                        // iterator before it finds the second one done,
+                        // and would drop an output slot per line.
                         let values = &src_row[start..start + width];
-                        out.by_ref()
-                            .zip(values)
-                            .for_each(|(d, &v)| d.put(if add.is_some() { v + b } else { v }));
+                        values
+                            .iter()
+                            .zip(out.by_ref())
+                            .for_each(|(&v, d)| d.put(if add.is_some() { v + b } else { v }));
                     }
                 }
             }
