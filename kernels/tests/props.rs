@@ -1443,6 +1443,9 @@ proptest! {
     fn implicit_gemm_same_width_batch(g in same_width_geometry(), m in 1usize..40, count in 1usize..4, with_bias: bool, raw in data(131)) {
         check_implicit_gemm_batch::<f32>(&g, (1, m), count, 1, with_bias, &raw);
         check_implicit_gemm_batch::<f64>(&g, (1, m), count, 1, with_bias, &raw);
+        // Into a slice of a larger C, also stored pixel-major, with a bias.
+        check_implicit_gemm_stacked::<f32>(&g, m, count, 1, 0.0, &raw);
+        check_implicit_gemm_stacked::<f64>(&g, m, count, 1, 0.0, &raw);
     }
 }
 
