@@ -508,6 +508,29 @@ fn gemm_large_parallel_shapes_match_reference() {
     check_gemm::<f64>(333, 200, 40, [true, false, true], -1.0, 0.5, &raw);
 }
 
+proptest! {
+    #![proptest_config(config(32))]
+
+    /// Products with B no wider than A is tall and several KC blocks run,
+    /// on several threads, as row bands (all of B packed first, then one
+    /// band of C's rows per thread): edge tiles, beta, strided views.
+    #[test]
+    fn gemm_row_bands_match_reference(
+        m in 16usize..200, k in 257usize..700, n_part in 0.0f64..1.0,
+        transpose in [any::<bool>(), any::<bool>(), any::<bool>()],
+        alpha in prop::sample::select(vec![1.0, -0.5]),
+        beta in prop::sample::select(vec![0.0, -1.5]),
+        threads in 2usize..4,
+        raw in data(97),
+    ) {
+        let n = 1 + ((m - 1) as f64 * n_part) as usize;
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
+            check_gemm::<f32>(m, k, n, transpose, alpha, beta, &raw);
+            check_gemm::<f64>(m, k, n, transpose, alpha, beta, &raw);
+        });
+    }
+}
+
 /// Runs `f` in rayon pools of 1, 2, 3 and 8 threads and asserts that all give
 /// bit-identical results.
 fn assert_deterministic<R: PartialEq + std::fmt::Debug + Send>(what: &str, f: impl Fn() -> R + Sync) {
@@ -562,6 +585,15 @@ fn kernels_are_deterministic_across_thread_counts() {
         bits(serial.as_slice().unwrap()),
         bits(outside.as_slice().unwrap())
     );
+
+    // A product taking the row bands on 2, 3 and 8 threads.
+    let tall = Array2::from_shape_vec((300, 600), raw(180_000, 19)).unwrap();
+    let narrow = Array2::from_shape_vec((600, 200), raw(120_000, 23)).unwrap();
+    assert_deterministic("gemm (row bands)", || {
+        let mut c = Array2::<f32>::zeros((300, 200));
+        gemm(1.0, tall.view(), narrow.view(), 0.0, c.view_mut()).unwrap();
+        bits(c.as_slice().unwrap())
+    });
 
     let geom = Window2d::new([33, 29], [3, 3], [1, 2], [1, 1], [1, 1]).unwrap();
     let (n, c) = (6, 4);
