@@ -648,7 +648,7 @@ fn im2col_stacked_product<T: Element>(
 /// holds the `channels`·H·W values starting at `images[n·image_stride]` (a
 /// stride larger than one image selects a channel group of wider images).
 /// No column matrix is built: with beta = 0, finite images and rows not
-/// too narrow (at most 20 % extra work on the padded width) the taps' rows
+/// too narrow (at most 10 % extra work on the padded width) the taps' rows
 /// are read in place by a micro-kernel that broadcasts them from where
 /// they lie (only A is packed); otherwise B panels are gathered straight
 /// from the images. Parallel on the current pool when
