@@ -23,6 +23,7 @@ mod isa;
 mod pool;
 pub mod probe;
 mod slot;
+pub mod spare;
 mod threads;
 
 pub use col2im_phases::Col2imPhases;

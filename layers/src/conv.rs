@@ -65,14 +65,14 @@
 //! # Ok::<(), patchwise_layers::Error>(())
 //! ```
 
-use crate::scratch;
 use crate::stats::lane_sum;
 use crate::{check, Element, Error, Result};
 use ndarray::{
     s, Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, CowArray, Ix4,
 };
 use patchwise_kernels::{
-    checked_product, gemm, gemm_im2col_batch, gemm_im2col_transposed, gemm_serial, Col2imPhases, Window2d,
+    checked_product, gemm, gemm_im2col_batch, gemm_im2col_transposed, gemm_serial, spare, Col2imPhases,
+    Window2d,
 };
 use rayon::prelude::*;
 
@@ -307,7 +307,7 @@ pub fn forward<'a, T: Element>(
 fn weight_gradient<T: Element>(plan: &Plan, images: &[T], douts: &[T]) -> Result<Array2<T>> {
     let (fg, cg, hw) = (plan.fg(), plan.cg(), plan.geom.input_len());
     let douts = ArrayView3::from_shape((plan.n, plan.f, plan.p()), douts).expect("N·F·P elements");
-    let mut dw = Array2::zeros((plan.f, plan.k()));
+    let mut dw = crate::output::zeros((plan.f, plan.k()));
     for g in 0..plan.groups {
         gemm_im2col_transposed(
             T::ONE,
@@ -359,7 +359,7 @@ impl<T: Element> DxRoute<T> {
         // A spare vector of this thread's: allocated anew each call, the
         // flipped filters were paged in and given back to the system every
         // time (1.5-1.7x on the 7×7 layer's backward pass).
-        let values = scratch::take(plan.c * fg * taps);
+        let values = spare::take(plan.c * fg * taps);
         let mut flipped = Array2::from_shape_vec((plan.c, fg * taps), values).expect("C·F/G·KH·KW values");
         // In tiles of FLIP_BLOCK channels × FLIP_BLOCK filters: both the
         // reads (filters' consecutive channels) and the writes (channels'
@@ -473,7 +473,7 @@ fn input_gradient<T: Element>(cache: &ConvCache<'_, T>, douts: &[T]) -> Result<A
             let dx = gemm_im2col_batch(&groups, douts, plan.n, out_len, fg, &geom, None);
             drop(groups);
             let (values, _) = w.into_raw_vec_and_offset();
-            scratch::give_back(values);
+            spare::give_back(values);
             dx?
         }
         DxRoute::Pointwise => {

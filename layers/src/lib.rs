@@ -54,7 +54,6 @@ pub mod loss;
 pub mod optim;
 mod output;
 pub mod pool;
-mod scratch;
 pub mod spatial;
 mod stats;
 

@@ -50,6 +50,7 @@ use std::sync::OnceLock;
 
 use crate::error::{check_len, checked_product, Error, Result};
 use crate::slot::zeroed_view;
+use crate::spare;
 use crate::{Element, Window2d};
 use ndarray::{s, Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
 use rayon::prelude::*;
@@ -608,7 +609,8 @@ fn im2col_stacked_product<T: Element>(
             }
             // The images' im2col matrices side by side: C as (M, count·P),
             // gathered (when read) and put back, the bias added on the way.
-            let mut wide = Array2::zeros((m, pixels));
+            // Every value is assigned (beta ≠ 0) or only written (beta = 0).
+            let mut wide = Array2::from_shape_vec((m, pixels), spare::take(m * pixels)).expect("M·P values");
             if beta != T::ZERO {
                 for (n, image) in c.outer_iter().enumerate() {
                     wide.slice_mut(s![.., n * p..(n + 1) * p]).assign(&image);
@@ -628,6 +630,7 @@ fn im2col_stacked_product<T: Element>(
                     }
                 }
             }
+            spare::give_back(wide.into_raw_vec_and_offset().0);
         }
         Backend::MatrixMultiply => {
             let image_len = channels * geom.input_len();
@@ -746,17 +749,17 @@ fn im2col_transposed_product<T: Element>(
         return Ok(());
     }
     // A as one M × count·OH·OW matrix: a view of one image's block, a copy
-    // of several.
-    let stacked;
-    let a2 = if count == 1 {
-        a.index_axis(Axis(0), 0)
-    } else {
-        let mut s = Array2::zeros((m, pixels));
+    // of several (into a spare vector, every value assigned).
+    let stacked = (count > 1).then(|| {
+        let mut s = Array2::from_shape_vec((m, pixels), spare::take(m * pixels)).expect("M·P values");
         for (n, a_n) in a.outer_iter().enumerate() {
             s.slice_mut(s![.., n * p..(n + 1) * p]).assign(&a_n);
         }
-        stacked = s;
-        stacked.view()
+        s
+    });
+    let a2 = match &stacked {
+        Some(s) => s.view(),
+        None => a.index_axis(Axis(0), 0),
     };
     match backend {
         Backend::Patchwise => {
@@ -781,6 +784,9 @@ fn im2col_transposed_product<T: Element>(
             let b = ArrayView2::from_shape((taps, pixels), &cols[..]).expect("K·N elements");
             product(alpha, a2, b.t(), beta, c, parallel);
         }
+    }
+    if let Some(stacked) = stacked {
+        spare::give_back(stacked.into_raw_vec_and_offset().0);
     }
     Ok(())
 }
