@@ -527,8 +527,8 @@ fn non_finite_values_follow_the_policy() {
     assert!(out.iter().all(|v| v.is_nan() || *v == f32::INFINITY));
     assert!(out[[0, 0, 1, 1]] == f32::INFINITY); // the window without padding
 
-    // Backward with an infinite weight (in the weights' last part, past
-    // the first chunk of their finiteness check): dx has the reference's
+    // Backward with an infinite weight (in the weights' last part, in the
+    // last tile of the flip that checks them): dx has the reference's
     // infinities and no NaN (the padding's zeros never meet the weight).
     let x = Array::from_shape_fn((1, 64, 6, 6), |(_, c, i, j)| {
         ((c * 7 + i * 3 + j) % 11) as f64 - 5.0
