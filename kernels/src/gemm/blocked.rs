@@ -89,6 +89,10 @@ pub(crate) fn gemm_blocked<T: Element, S: Slot<T>>(
     debug_assert!(S::INIT || beta == T::ZERO, "fresh C is only written");
     let (m, k) = a.dim();
     let n = b.dim().1;
+    let kern = &MicroKernel {
+        kc: kern.depth_block(k),
+        ..*kern
+    };
     let (mr, nr) = (kern.mr, kern.nr);
     let kc_max = kern.kc.min(k);
     let threads = if parallel { rayon::current_num_threads() } else { 1 };

@@ -224,7 +224,7 @@ pub(crate) fn im2col_product<T: Element, S: Slot<T>>(
     let (m, k) = a.dim();
     let (mr, nr) = (kern.mr, kern.nr);
     let m_pad = m.div_ceil(mr) * mr;
-    let depth = depth_blocks(k, kern.kc);
+    let depth = depth_blocks(k, kern.depth_block(k));
     let offsets = source.offsets();
     // Largest offset per KC block: a run of NR from column q is inside the
     // buffer for every row of the block when limit + q + NR ≤ its length.

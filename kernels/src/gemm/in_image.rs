@@ -87,7 +87,7 @@ pub(super) fn im2col_product<T: Element, S: Slot<T>>(
     let vectors = nr / lanes;
     let pixels = geom.output_len();
     let m_pad = m.div_ceil(mr) * mr;
-    let depth = depth_blocks(k, kern.kc);
+    let depth = depth_blocks(k, kern.depth_block(k));
     let offsets = offsets(channels, geom);
     let taps = geom.kernel_len();
     let per_image = bands_per_image(kern, pixels, count, parallel);

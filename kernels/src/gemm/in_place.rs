@@ -50,7 +50,7 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
     let n = b.ncols();
     let (mr, nr) = (kern.mr, kern.nr);
     let m_pad = m.div_ceil(mr) * mr;
-    let depth = depth_blocks(k, kern.kc);
+    let depth = depth_blocks(k, kern.depth_block(k));
     let row_stride = b.strides()[0];
     let offsets: Vec<isize> = (0..k as isize).map(|p| p * row_stride).collect();
     super::kernel::with_pack_buffers(parallel, |a_buf, _| {
