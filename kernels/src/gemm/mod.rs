@@ -49,7 +49,7 @@ use simd_kernel::{simd_kernel, simd_kernel_a_rows, simd_kernel_masked_rows};
 use std::sync::OnceLock;
 
 use crate::error::{check_len, checked_product, Error, Result};
-use crate::slot::{zeroed_view, Slot};
+use crate::slot::zeroed_view;
 use crate::spare;
 use crate::{Element, Window2d};
 use ndarray::{s, Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
@@ -555,45 +555,9 @@ pub(super) fn im2col_stacked_fresh<T: Element>(
             }
             return Ok(());
         }
-        // Several images: their product side by side, put back into C's
-        // fresh memory (no zero-filling it first).
-        let b = pack::Im2colB::new(batch, geom);
-        let mut wide = Array2::from_shape_vec((m, pixels), spare::take(m * pixels)).expect("M·P values");
-        blocked::gemm_blocked(
-            &kernel::selected::<T>(),
-            alpha,
-            a,
-            &b,
-            T::ZERO,
-            wide.view_mut(),
-            parallel,
-        );
-        put_back_images(&wide, bias, c);
-        spare::give_back(wide.into_raw_vec_and_offset().0);
-        return Ok(());
     }
     let c = zeroed_view(c, T::ZERO);
     im2col_stacked_product(alpha, a, batch, geom, (T::ZERO, bias), c, parallel)
-}
-
-/// Puts the images' products, side by side in `wide` (M, count·P), back
-/// into C (count, M, P), each row plus its bias: every slot written.
-fn put_back_images<T: Element, S: Slot<T>>(
-    wide: &Array2<T>,
-    bias: Option<&[T]>,
-    mut c: ArrayViewMut3<'_, S>,
-) {
-    let p = c.len_of(Axis(2));
-    for (n, mut image) in c.outer_iter_mut().enumerate() {
-        let product = wide.slice(s![.., n * p..(n + 1) * p]);
-        for (r, (mut row, values)) in image.outer_iter_mut().zip(product.outer_iter()).enumerate() {
-            match (bias, row.as_slice_mut(), values.as_slice()) {
-                (Some(bias), _, _) => row.iter_mut().zip(values).for_each(|(d, &v)| d.put(v + bias[r])),
-                (None, Some(dst), Some(src)) => S::put_slice(dst, src),
-                (None, _, _) => row.iter_mut().zip(values).for_each(|(d, &v)| d.put(v)),
-            }
-        }
-    }
 }
 
 fn im2col_stacked_product<T: Element>(
@@ -653,7 +617,19 @@ fn im2col_stacked_product<T: Element>(
                 }
             }
             blocked::gemm_blocked(&kern, alpha, a, &b, beta, wide.view_mut(), parallel);
-            put_back_images(&wide, bias, c);
+            for (n, mut image) in c.outer_iter_mut().enumerate() {
+                let product = wide.slice(s![.., n * p..(n + 1) * p]);
+                match bias {
+                    None => image.assign(&product),
+                    Some(bias) => {
+                        for ((mut row, values), &b) in
+                            image.outer_iter_mut().zip(product.outer_iter()).zip(bias)
+                        {
+                            row.zip_mut_with(&values, |d, &v| *d = v + b);
+                        }
+                    }
+                }
+            }
             spare::give_back(wide.into_raw_vec_and_offset().0);
         }
         Backend::MatrixMultiply => {
