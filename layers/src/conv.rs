@@ -28,9 +28,12 @@
 //! dW is one implicit GEMM per group over the whole batch
 //! ([`patchwise_kernels::gemm_im2col_transposed`]: the taps' rows read in
 //! place from bands of the padded image, only dout packed, partial sums of
-//! groups of bands added in a fixed order). For stride 1, dx is
-//! computed as the convolution of dout with the flipped filters (channels
-//! and filters swapped, padding `dilation·(K − 1) − pad`), again an
+//! groups of bands added in a fixed order; on small images, whose padded
+//! rows would add over 10 % of work, B packed from the image). For stride
+//! 1, dx is computed as the convolution of dout with the flipped filters
+//! (channels and filters swapped, padding `dilation·(K − 1) − pad`; the
+//! flipped filters in a per-thread spare vector,
+//! [`patchwise_kernels::spare`], reused across calls), again an
 //! implicit GEMM; other strides (and non-finite weights, whose 0·∞ terms
 //! the flipped form would add) build W_gᵀ · dout_g\[n\] band by band of
 //! output rows (about 512 KiB of columns) and scatter each band while it
@@ -42,7 +45,7 @@
 //!
 //! **Memory.** The forward pass's cache borrows x and w (no copy when they
 //! are in standard layout), so beyond its output the pass needs only
-//! per-thread packing buffers and bands: 2.5-7 % of the output on the ResNet
+//! per-thread packing buffers and bands: 2.5-9 % of the output on the ResNet
 //! layers (`conv_memory` in `patchwise-benches` measures it).
 //!
 //! **Threads.** The parallel level is decided once per call: with at least
