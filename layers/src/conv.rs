@@ -353,7 +353,7 @@ impl<T: Element> DxRoute<T> {
         let (cg, fg, taps) = (plan.cg(), plan.fg(), plan.geom.kernel_len());
         // A spare vector of this thread's: allocated anew each call, the
         // flipped filters were paged in and given back to the system every
-        // time (1.5-1.7x on the 7×7 layer's backward pass).
+        // time (1.4-1.8x on the 7×7 layer's backward pass).
         let values = spare::take(plan.c * fg * taps);
         let mut flipped = Array2::from_shape_vec((plan.c, fg * taps), values).expect("C·F/G·KH·KW values");
         // In tiles of FLIP_BLOCK channels × FLIP_BLOCK filters: both the

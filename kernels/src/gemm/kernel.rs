@@ -189,8 +189,9 @@ const ONE_BLOCK_ROW_BYTES: usize = 2048;
 impl<T> MicroKernel<T> {
     /// Depth of the KC blocks of a product `k` deep: all of it where a row
     /// of A is at most [`ONE_BLOCK_ROW_BYTES`], which saves reading and
-    /// writing C once more (the 7×7 ResNet layer's weight gradient, 392
-    /// deep: 1.01-1.03x; a 512² product on 2 threads 1.02-1.05x); else KC.
+    /// writing C once more (the net's 3×3 forward, 288 deep: 1.02-1.03x;
+    /// the 7×7 ResNet layer's weight-gradient product, 392 deep: 1.03x;
+    /// 512² 1.01-1.02x); else KC.
     /// Every route, whatever its kernel's height, blocks by it: they agree
     /// bit for bit.
     pub fn depth_block(&self, k: usize) -> usize {
