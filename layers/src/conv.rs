@@ -342,19 +342,19 @@ enum DxRoute<T> {
 }
 
 impl<T: Element> DxRoute<T> {
-    fn new(plan: &Plan, w: &CowArray<'_, T, Ix4>) -> Self {
+    fn new(plan: &Plan, w: &CowArray<'_, T, Ix4>) -> Result<Self> {
         if plan.geom.is_pointwise() {
-            return DxRoute::Pointwise;
+            return Ok(DxRoute::Pointwise);
         }
         let Some(geom) = flipped_geometry(&plan.geom) else {
-            return DxRoute::Col2im;
+            return Ok(DxRoute::Col2im);
         };
         let filters = w.as_slice().expect("standard layout");
         let (cg, fg, taps) = (plan.cg(), plan.fg(), plan.geom.kernel_len());
         // A spare vector of this thread's: allocated anew each call, the
         // flipped filters were paged in and given back to the system every
         // time (1.4-1.8x on the 7×7 layer's backward pass).
-        let values = spare::take(plan.c * fg * taps);
+        let values = spare::take(plan.c * fg * taps)?;
         let mut flipped = Array2::from_shape_vec((plan.c, fg * taps), values).expect("C·F/G·KH·KW values");
         // In tiles of FLIP_BLOCK channels × FLIP_BLOCK filters: both the
         // reads (filters' consecutive channels) and the writes (channels'
@@ -392,9 +392,9 @@ impl<T: Element> DxRoute<T> {
         // reference's terms.
         if !finite {
             spare::give_back(flipped.into_raw_vec_and_offset().0);
-            return DxRoute::Col2im;
+            return Ok(DxRoute::Col2im);
         }
-        DxRoute::Flipped { w: flipped, geom }
+        Ok(DxRoute::Flipped { w: flipped, geom })
     }
 }
 
@@ -472,7 +472,7 @@ fn input_gradient<T: Element>(cache: &ConvCache<'_, T>, douts: &[T]) -> Result<A
     let plan = cache.plan;
     let (out_len, fg) = (plan.f * plan.p(), plan.fg());
     let wm = weight_matrix(&cache.w, &plan);
-    let flat = match DxRoute::new(&plan, &cache.w) {
+    let flat = match DxRoute::new(&plan, &cache.w)? {
         DxRoute::Flipped { w, geom } => {
             let cg = plan.cg();
             let groups: Vec<_> = (0..plan.groups)

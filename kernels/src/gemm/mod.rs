@@ -610,7 +610,7 @@ fn im2col_stacked_product<T: Element>(
             // The images' im2col matrices side by side: C as (M, count·P),
             // gathered (when read) and put back, the bias added on the way.
             // Every value is assigned (beta ≠ 0) or only written (beta = 0).
-            let mut wide = Array2::from_shape_vec((m, pixels), spare::take(m * pixels)).expect("M·P values");
+            let mut wide = Array2::from_shape_vec((m, pixels), spare::take(m * pixels)?).expect("M·P values");
             if beta != T::ZERO {
                 for (n, image) in c.outer_iter().enumerate() {
                     wide.slice_mut(s![.., n * p..(n + 1) * p]).assign(&image);
@@ -750,13 +750,15 @@ fn im2col_transposed_product<T: Element>(
     }
     // A as one M × count·OH·OW matrix: a view of one image's block, a copy
     // of several (into a spare vector, every value assigned).
-    let stacked = (count > 1).then(|| {
-        let mut s = Array2::from_shape_vec((m, pixels), spare::take(m * pixels)).expect("M·P values");
+    let stacked = if count > 1 {
+        let mut s = Array2::from_shape_vec((m, pixels), spare::take(m * pixels)?).expect("M·P values");
         for (n, a_n) in a.outer_iter().enumerate() {
             s.slice_mut(s![.., n * p..(n + 1) * p]).assign(&a_n);
         }
-        s
-    });
+        Some(s)
+    } else {
+        None
+    };
     let a2 = match &stacked {
         Some(s) => s.view(),
         None => a.index_axis(Axis(0), 0),
