@@ -66,31 +66,43 @@ pub fn avg_pool2d_forward_vec<T: Element>(
     let (in_len, out_len) = plane_counts(planes, geom)?;
     check_len("x", x.len(), planes * in_len)?;
     let spans = Spans::new(geom);
-    let (out, _) = super::fresh_planes(
-        (planes, planes * (in_len + out_len)),
-        (out_len, T::ZERO),
-        (1, ()),
-        || Scratch::new(geom, &spans),
-        |scratch, p, out, _| {
-            let x = &x[p * in_len..][..in_len];
-            forward_plane(x, geom, &spans, count_include_pad, scratch, out);
+    let plane =
+        |scratch: &mut Scratch<T>, p: usize, out: &mut [MaybeUninit<T>], _: &mut [MaybeUninit<()>]| {
+            forward_plane(
+                &x[p * in_len..][..in_len],
+                geom,
+                &spans,
+                count_include_pad,
+                scratch,
+                out,
+            );
             Ok(())
-        },
-    )?;
+        };
+    // SAFETY: out_len > 0 (pooling), and the passes write every output of
+    // their plane (see `forward_plane`).
+    let (out, _) = unsafe {
+        super::fresh_planes_written(
+            (planes, planes * (in_len + out_len)),
+            (out_len, 1),
+            || Scratch::new(geom, &spans),
+            plane,
+        )
+    }?;
     Ok(out)
 }
 
 /// The forward pass of one plane, by the fastest path for `geom`: 2×2 /
 /// stride 2 (every window full) in a straight pass over row pairs
 /// (vectorisable), summing in the same order as the general path (column
-/// sums, then the columns from zero).
+/// sums, then the columns from zero). Either writes every output of the
+/// plane and reads none back, so `out` may be fresh memory.
 fn forward_plane<T: Element>(
     x: &[T],
     geom: &Window2d,
     spans: &Spans,
     include: bool,
     scratch: &mut Scratch<T>,
-    out: &mut [T],
+    out: &mut [impl Slot<T>],
 ) {
     if is_2x2_stride2(geom) {
         avg_plane_2x2_stride2(x, geom.input()[1], geom.output()[1], out);
@@ -101,13 +113,13 @@ fn forward_plane<T: Element>(
 
 multiversion! {
 /// Average pooling of one plane with 2×2 windows, stride 2, no padding.
-fn avg_plane_2x2_stride2<T: Element>(x: &[T], width: usize, ow: usize, out: &mut [T]) {
+fn avg_plane_2x2_stride2<T: Element, O: Slot<T>>(x: &[T], width: usize, ow: usize, out: &mut [O]) {
     let quarter = T::from_usize(4);
     for (y, out_row) in out.chunks_exact_mut(ow).enumerate() {
         let top = x[2 * y * width..][..2 * ow].chunks_exact(2);
         let bottom = x[(2 * y + 1) * width..][..2 * ow].chunks_exact(2);
         for (o, (t, b)) in out_row.iter_mut().zip(top.zip(bottom)) {
-            *o = (T::ZERO + (t[0] + b[0]) + (t[1] + b[1])) / quarter;
+            o.put((T::ZERO + (t[0] + b[0]) + (t[1] + b[1])) / quarter);
         }
     }
 }
@@ -118,13 +130,13 @@ multiversion! {
 /// of its window rows (one contiguous pass per row), then each window's
 /// columns added — border windows one by one, the full windows tap column
 /// by tap column over the phase-split row of column sums.
-fn avg_plane<T: Element>(
+fn avg_plane<T: Element, O: Slot<T>>(
     x: &[T],
     geom: &Window2d,
     spans: &Spans,
     include: bool,
     scratch: &mut Scratch<T>,
-    out: &mut [T],
+    out: &mut [O],
 ) {
     let (width, kw) = (geom.input()[1], geom.kernel()[1]);
     let ow = spans.cols.len();
@@ -141,7 +153,7 @@ fn avg_plane<T: Element>(
         for xo in left.clone().chain(right.clone()) {
             let (x0, nx) = spans.cols[xo];
             let sum = column[x0..x0 + nx].iter().fold(T::ZERO, |acc, &v| acc + v);
-            out_row[xo] = sum / divisor(geom, ny * nx, include);
+            out_row[xo].put(sum / divisor(geom, ny * nx, include));
         }
         if full.is_empty() {
             continue;
@@ -154,7 +166,7 @@ fn avg_plane<T: Element>(
         }
         let d = divisor::<T>(geom, ny * kw, include);
         for (o, &s) in out_row[full.clone()].iter_mut().zip(sums.iter()) {
-            *o = s / d;
+            o.put(s / d);
         }
     }
 }
@@ -475,6 +487,26 @@ fn avg_plane_backward_2x2_stride2<T: Element>(dout: &[T], geom: &Window2d, dx: &
 mod tests {
     use super::super::tests::bits;
     use super::*;
+
+    /// Every forward path into fresh memory writes every output: its
+    /// vector (over memory the unit-test build poisons) equals the in-place
+    /// pass's over NaNs, bit for bit.
+    #[test]
+    fn fresh_forward_writes_every_output() {
+        for g in super::super::max::tests::forward_geometries() {
+            let planes = 3;
+            let x: Vec<f32> = (0..planes * g.input_len())
+                .map(|i| ((i * 37) % 23) as f32 - 11.0)
+                .collect();
+            for include in [false, true] {
+                let fresh = avg_pool2d_forward_vec(&x, planes, &g, include).unwrap();
+                let mut out = vec![f32::NAN; planes * g.output_len()];
+                avg_pool2d_forward(&x, planes, &g, include, &mut out).unwrap();
+                assert_eq!(bits(&fresh), bits(&out), "{g:?} include {include}");
+                assert!(out.iter().all(|v| v.is_finite()), "{g:?} include {include}");
+            }
+        }
+    }
 
     /// The 3×3 / stride-2 backward pass into fresh memory writes every
     /// pixel: its output (over memory the unit-test build poisons) equals

@@ -42,7 +42,8 @@ pub(super) struct PhaseBand<T> {
     /// Distance between phases: one lead element, `len` pixels, then
     /// [`BLOCK`] elements of slack. A phase's lead stands for the column
     /// one stride left of its first pixel (left padding) and holds a
-    /// repeat of column 0 (see [`taps_left_padded`](Self::taps_left_padded)).
+    /// repeat of column 0 (see `max_plane_3x3_stride2`, which reads it as
+    /// column −1).
     pitch: usize,
     /// The plane row each slot holds, if any. Plane row y lives in slot
     /// y mod (slots), so that consecutive rows never share a slot and a
@@ -132,19 +133,15 @@ impl<T: Element> PhaseBand<T> {
         &self.data[(slot * s + c % s) * pitch..][..pitch][1 + c / s..][..n]
     }
 
-    /// As [`taps`](Self::taps) for windows whose first starts one column
-    /// left of the row (column −1, left padding): band row `i`, columns
-    /// `j − 1 + k·s` for k < `n`, with column −1 read as a repeat of column
-    /// 0. (A max window scanned in order takes the same maximum with the
-    /// repeat as without, found one tap earlier; see
-    /// `max_plane_3x3_stride2`.)
+    /// Band row `i`'s phases, one after another `pitch` apart (the second
+    /// value), each a lead element, the phase's pixels and the slack:
+    /// for passes that take many taps of a row, without working out its
+    /// slot and phase (divisions by run-time values) once per tap.
     #[inline(always)]
-    pub(super) fn taps_left_padded(&self, i: usize, j: usize, n: usize) -> &[T] {
+    pub(super) fn phases(&self, i: usize) -> (&[T], usize) {
         let (s, pitch) = (self.stride, self.pitch);
         let slot = (self.first + i) % self.held.len();
-        // Column j − 1 = phase (j + s − 1) mod s, index (j + s − 1) / s − 1.
-        let c = j + s - 1;
-        &self.data[(slot * s + c % s) * pitch..][..pitch][c / s..][..n]
+        (&self.data[slot * s * pitch..][..s * pitch], pitch)
     }
 }
 
@@ -207,24 +204,23 @@ mod tests {
     }
 
     #[test]
-    fn left_padded_taps_repeat_column_zero() {
+    fn phases_lead_with_column_zero() {
         let plane: Vec<f64> = (0..35).map(f64::from).collect(); // 5 rows of 7
         for stride in 1..=3 {
             let mut band = PhaseBand::new(7, stride, 2);
             band.load(&plane, 2, 2);
             for i in 0..2 {
-                for j in 0..=stride {
-                    // Columns j − 1, j − 1 + s, … inside the row; −1 reads column 0.
-                    let columns: Vec<usize> = (0..)
-                        .map(|k| (j + k * stride).saturating_sub(1))
-                        .take_while(|&c| c < 7)
-                        .collect();
-                    let expected: Vec<f64> = columns.iter().map(|&c| plane[(2 + i) * 7 + c]).collect();
-                    let n = expected.len();
+                let (phases, pitch) = band.phases(i);
+                let row = &plane[(2 + i) * 7..][..7];
+                assert_eq!(phases.len(), stride * pitch, "stride {stride}");
+                for p in 0..stride {
+                    let phase = &phases[p * pitch..][..pitch];
+                    let pixels: Vec<f64> = row.iter().copied().skip(p).step_by(stride).collect();
+                    assert_eq!(phase[0], row[0], "stride {stride} row {i} phase {p}: the lead");
                     assert_eq!(
-                        &band.taps_left_padded(i, j, padded(n))[..n],
-                        expected,
-                        "stride {stride} row {i} tap {j}"
+                        &phase[1..][..pixels.len()],
+                        pixels,
+                        "stride {stride} row {i} phase {p}"
                     );
                 }
             }
