@@ -145,25 +145,27 @@ impl<T: Element> PhaseBand<T> {
     }
 }
 
-/// Asks for the cache lines of plane row `y` (`width` pixels), if the
-/// plane has it: a hint, with no effect on results. Pooling reads each
+/// Asks for the cache lines of row `y` (`width` pixels) counted from the
+/// start of `plane`: a hint, with no effect on results. Pooling reads each
 /// plane once, so the rows a few steps ahead are still in memory; the
 /// hardware prefetcher alone left 3×3/2 max pooling waiting on them
 /// (prefetching three rows ahead: 1.05-1.11×, alternated call by call).
+/// Rows past the plane's end are asked for too: planes lie one after
+/// another, so near its end they are the next plane's first rows
+/// (1.03-1.04× more; the addresses past the whole array are never read).
 #[inline(always)]
 pub(super) fn prefetch_row<T>(plane: &[T], y: usize, width: usize) {
-    let Some(row) = plane.get(y * width..) else {
-        return;
-    };
     let line = (64 / std::mem::size_of::<T>()).max(1);
-    for pixels in row[..width.min(row.len())].chunks(line) {
+    let row = plane.as_ptr().wrapping_add(y * width);
+    for k in (0..width).step_by(line) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: SSE is part of x86-64; a prefetch never faults.
+        // SAFETY: a prefetch is a hint that never faults, whatever the
+        // address (it reads nothing the program sees).
         unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(pixels.as_ptr().cast())
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(row.wrapping_add(k).cast())
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = pixels;
+        let _ = row.wrapping_add(k);
     }
 }
 
