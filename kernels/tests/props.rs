@@ -862,6 +862,39 @@ fn max_pool_backward_rejects_taps_off_the_window() {
     }
 }
 
+/// The taps' range check of the 3×3 / stride-2 and 2×2 / stride-2 backward
+/// passes scans whole vectors of taps: a tap out of range is found
+/// wherever it lies in a long arg-max (two planes of 20×20 windows), in
+/// u8 and u16.
+#[test]
+fn max_pool_backward_finds_a_bad_tap_anywhere() {
+    fn check<I: patchwise_kernels::ArgIndex>(tap: impl Fn(u32) -> I) {
+        // 3×3 windows with padding 1, their centre tap (4) always a real
+        // pixel; 2×2 unpadded, every tap real.
+        for (k, pad, good, bad_taps) in [(3, 1, 4, [9, 200]), (2, 0, 1, [4, 255])] {
+            let g = Window2d::pooling([40, 40], [k, k], [2, 2], [pad, pad]).unwrap();
+            let n = 2 * g.output_len();
+            assert_eq!(n, 800);
+            let dout = vec![1.0f32; n];
+            assert!(max_pool2d_backward_vec(&dout, &vec![tap(good); n], 2, &g).is_ok());
+            for o in [0, 17, 63, 64, 255, 399, 400, 523, 799] {
+                for bad in bad_taps {
+                    let mut arg = vec![tap(good); n];
+                    arg[o] = tap(bad);
+                    let got = max_pool2d_backward_vec(&dout, &arg, 2, &g);
+                    assert!(
+                        matches!(got, Err(Error::Parameter { arg: "argmax", .. })),
+                        "{k}x{k}, output {o}, tap {bad}: {:?}",
+                        got.err()
+                    );
+                }
+            }
+        }
+    }
+    check(|t| t as u8);
+    check(|t| t as u16);
+}
+
 #[test]
 fn gemm_beta_zero_does_not_read_c() {
     let a = ndarray::array![[1.0f32, 2.0]];

@@ -600,9 +600,12 @@ fn check_below<I: ArgIndex>(argmax: &[I], taps: usize, geom: &Window2d) -> Resul
 }
 
 multiversion! {
-/// Whether any tap is `limit` or more.
+/// Whether any tap is `limit` or more: the largest against `limit` (a
+/// running maximum vectorises to one max per vector; or-ing the compares
+/// kept a mask bit per tap, a twentieth of the 3×3 / stride-2 backward:
+/// 1.03-1.05× on it, alternated call by call).
 fn any_at_least<I: ArgIndex>(argmax: &[I], limit: I) -> bool {
-    argmax.iter().fold(false, |found, &a| found | (a >= limit))
+    argmax.iter().fold(I::default(), |m, &a| if a > m { a } else { m }) >= limit
 }
 }
 
