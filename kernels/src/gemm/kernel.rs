@@ -171,6 +171,9 @@ pub struct MicroKernel<T> {
     /// first (v + 1)·`lanes` columns (same sums, no FMAs on padding), with
     /// B's steps still NR apart; the full kernel where NR is narrower.
     pub narrow: [(KernelFn<T>, RowsKernelFn<T>); 2],
+    /// A kernel for a last panel of at most `lanes / 2` columns, on
+    /// vectors half as wide (same sums), where there is one.
+    pub half: Option<(KernelFn<T>, RowsKernelFn<T>)>,
     /// Packs MR rows of A read in place (unit column stride) into an A
     /// panel by register transposes, where one fits MR (compiled for an
     /// instruction set the kernel's implies); else A is packed value by
@@ -224,6 +227,9 @@ impl<T> MicroKernel<T> {
     }
 
     fn pick(&self, cols: usize) -> (KernelFn<T>, RowsKernelFn<T>) {
+        if let Some(half) = self.half.filter(|_| 2 * cols <= self.lanes) {
+            return half;
+        }
         match cols.div_ceil(self.lanes) {
             0 | 1 => self.narrow[0],
             2 => self.narrow[1],
@@ -321,6 +327,7 @@ macro_rules! generic {
             ); 2],
             pack_a: None,
             masked: None,
+            half: None,
         }
     };
 }
@@ -357,6 +364,7 @@ macro_rules! simd {
             ],
             pack_a: $pack_a,
             masked: None,
+            half: None,
         }
     };
 }
@@ -460,9 +468,13 @@ impl HasKernels for f32 {
     fn kernel(isa: Isa) -> MicroKernel<f32> {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => {
-                simd!(isa, mr: 8, nv: 3, lanes: 16, [144, 288, 4608], kernel_avx512::{f32_8x48, f32_8x48_rows, f32_8x48_masked}, pack_a: Some(super::transpose::panel_f32_avx2))
-            }
+            Isa::Avx512 => MicroKernel {
+                half: Some((
+                    super::kernel_avx512::f32_8x48_half::<1>,
+                    super::kernel_avx512::f32_8x48_half_rows::<1>,
+                )),
+                ..simd!(isa, mr: 8, nv: 3, lanes: 16, [144, 288, 4608], kernel_avx512::{f32_8x48, f32_8x48_rows, f32_8x48_masked}, pack_a: Some(super::transpose::panel_f32_avx2))
+            },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => {
                 simd!(isa, mr: 6, nv: 2, lanes: 8, [120, 256, 4096], kernel_avx2::{f32_6x16, f32_6x16_rows}, pack_a: None)
@@ -545,9 +557,13 @@ impl HasKernels for f64 {
     fn kernel(isa: Isa) -> MicroKernel<f64> {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => {
-                simd!(isa, mr: 8, nv: 3, lanes: 8, [144, 288, 4608], kernel_avx512::{f64_8x24, f64_8x24_rows, f64_8x24_masked}, pack_a: Some(super::transpose::panel_f64_avx512))
-            }
+            Isa::Avx512 => MicroKernel {
+                half: Some((
+                    super::kernel_avx512::f64_8x24_half::<1>,
+                    super::kernel_avx512::f64_8x24_half_rows::<1>,
+                )),
+                ..simd!(isa, mr: 8, nv: 3, lanes: 8, [144, 288, 4608], kernel_avx512::{f64_8x24, f64_8x24_rows, f64_8x24_masked}, pack_a: Some(super::transpose::panel_f64_avx512))
+            },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => {
                 simd!(isa, mr: 6, nv: 2, lanes: 4, [120, 256, 4096], kernel_avx2::{f64_6x8, f64_6x8_rows}, pack_a: None)
