@@ -182,6 +182,7 @@ pub(crate) fn pack_b<T: Element>(b: ArrayView2<'_, T>, nr: usize, out: &mut [T],
 fn pack_rows_into_panels<T: Element>(b: ArrayView2<'_, T>, nr: usize, out: &mut [T]) {
     let (kc, n) = b.dim();
     let panel_len = nr * kc;
+    debug_assert!(out.len() >= n.div_ceil(nr) * panel_len, "room for every panel");
     for (p, row) in b.outer_iter().enumerate() {
         let row = row.to_slice().expect("unit column stride");
         for (run, panel) in row.chunks(nr).zip(out.chunks_exact_mut(panel_len)) {
@@ -194,7 +195,6 @@ fn pack_rows_into_panels<T: Element>(b: ArrayView2<'_, T>, nr: usize, out: &mut 
             }
         }
     }
-    debug_assert!(out.len() >= n.div_ceil(nr) * panel_len);
 }
 
 /// `dst.copy_from_slice(src)` for one step of a panel: in fixed blocks of

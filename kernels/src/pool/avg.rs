@@ -491,7 +491,7 @@ fn avg_plane_backward_2x2_stride2<T: Element>(dout: &[T], geom: &Window2d, dx: &
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::bits;
+    use super::super::tests::{bits, forward_geometries};
     use super::*;
 
     /// Every forward path into fresh memory writes every output: its
@@ -499,7 +499,7 @@ mod tests {
     /// pass's over NaNs, bit for bit.
     #[test]
     fn fresh_forward_writes_every_output() {
-        for g in super::super::max::tests::forward_geometries() {
+        for g in forward_geometries() {
             let planes = 3;
             let x: Vec<f32> = (0..planes * g.input_len())
                 .map(|i| ((i * 37) % 23) as f32 - 11.0)

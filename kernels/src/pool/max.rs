@@ -819,34 +819,9 @@ fn max_plane_backward_2x2_stride2<T: Element, I: ArgIndex>(dout: &[T], argmax: &
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use super::super::tests::bits;
+mod tests {
+    use super::super::tests::{bits, forward_geometries};
     use super::*;
-
-    /// Geometries of every forward path: 3×3 / stride 2 (padded or not),
-    /// 2×2 / stride 2, and the general passes (windows wider and narrower
-    /// than the stride, with and without padding, cut at the borders).
-    pub(in crate::pool) fn forward_geometries() -> Vec<Window2d> {
-        let mut geometries = Vec::new();
-        for (h, w) in [(7, 7), (8, 9), (9, 8), (5, 6), (3, 3), (4, 40), (40, 3)] {
-            for (k, s, p) in [
-                (3, 2, 1),
-                (3, 2, 0),
-                (2, 2, 0),
-                (2, 1, 0),
-                (3, 1, 1),
-                (3, 3, 0),
-                (4, 3, 2),
-                (5, 2, 2),
-                (1, 1, 0),
-            ] {
-                if let Ok(g) = Window2d::pooling([h, w], [k, k], [s, s], [p, p]) {
-                    geometries.push(g);
-                }
-            }
-        }
-        geometries
-    }
 
     /// Every forward path into fresh memory writes every output and tap:
     /// its vectors (over memory the unit-test build poisons) equal the

@@ -294,8 +294,35 @@ fn for_each_plane<S, A: Sync, B: Send, C: Send>(
 
 #[cfg(test)]
 mod tests {
+    use crate::Window2d;
+
     /// The bit patterns of `v` (NaNs and signed zeros compared exactly).
     pub(super) fn bits(v: &[f32]) -> Vec<u32> {
         v.iter().map(|f| f.to_bits()).collect()
+    }
+
+    /// Geometries of every forward path: 3×3 / stride 2 (padded or not),
+    /// 2×2 / stride 2, and the general passes (windows wider and narrower
+    /// than the stride, with and without padding, cut at the borders).
+    pub(super) fn forward_geometries() -> Vec<Window2d> {
+        let mut geometries = Vec::new();
+        for (h, w) in [(7, 7), (8, 9), (9, 8), (5, 6), (3, 3), (4, 40), (40, 3)] {
+            for (k, s, p) in [
+                (3, 2, 1),
+                (3, 2, 0),
+                (2, 2, 0),
+                (2, 1, 0),
+                (3, 1, 1),
+                (3, 3, 0),
+                (4, 3, 2),
+                (5, 2, 2),
+                (1, 1, 0),
+            ] {
+                if let Ok(g) = Window2d::pooling([h, w], [k, k], [s, s], [p, p]) {
+                    geometries.push(g);
+                }
+            }
+        }
+        geometries
     }
 }
