@@ -491,7 +491,7 @@ fn avg_plane_backward_2x2_stride2<T: Element>(dout: &[T], geom: &Window2d, dx: &
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{bits, forward_geometries};
+    use super::super::tests::{bits, forward_cases, PLANES};
     use super::*;
 
     /// Every forward path into fresh memory writes every output: its
@@ -499,15 +499,11 @@ mod tests {
     /// pass's over NaNs, bit for bit.
     #[test]
     fn fresh_forward_writes_every_output() {
-        for g in forward_geometries() {
-            let planes = 3;
-            let x: Vec<f32> = (0..planes * g.input_len())
-                .map(|i| ((i * 37) % 23) as f32 - 11.0)
-                .collect();
+        for (g, x) in forward_cases() {
             for include in [false, true] {
-                let fresh = avg_pool2d_forward_vec(&x, planes, &g, include).unwrap();
-                let mut out = vec![f32::NAN; planes * g.output_len()];
-                avg_pool2d_forward(&x, planes, &g, include, &mut out).unwrap();
+                let fresh = avg_pool2d_forward_vec(&x, PLANES, &g, include).unwrap();
+                let mut out = vec![f32::NAN; PLANES * g.output_len()];
+                avg_pool2d_forward(&x, PLANES, &g, include, &mut out).unwrap();
                 assert_eq!(bits(&fresh), bits(&out), "{g:?} include {include}");
                 assert!(out.iter().all(|v| v.is_finite()), "{g:?} include {include}");
             }

@@ -820,7 +820,7 @@ fn max_plane_backward_2x2_stride2<T: Element, I: ArgIndex>(dout: &[T], argmax: &
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{bits, forward_geometries};
+    use super::super::tests::{bits, forward_cases, PLANES};
     use super::*;
 
     /// Every forward path into fresh memory writes every output and tap:
@@ -828,15 +828,11 @@ mod tests {
     /// in-place pass's over NaNs and tap 255.
     #[test]
     fn fresh_forward_writes_every_output() {
-        for g in forward_geometries() {
-            let planes = 3;
-            let x: Vec<f32> = (0..planes * g.input_len())
-                .map(|i| ((i * 37) % 23) as f32 - 11.0)
-                .collect();
-            let (fresh, fresh_arg) = max_pool2d_forward_vec::<f32, u8>(&x, planes, &g).unwrap();
-            let n = planes * g.output_len();
+        for (g, x) in forward_cases() {
+            let (fresh, fresh_arg) = max_pool2d_forward_vec::<f32, u8>(&x, PLANES, &g).unwrap();
+            let n = PLANES * g.output_len();
             let (mut out, mut arg) = (vec![f32::NAN; n], vec![255u8; n]);
-            max_pool2d_forward(&x, planes, &g, &mut out, &mut arg).unwrap();
+            max_pool2d_forward(&x, PLANES, &g, &mut out, &mut arg).unwrap();
             assert_eq!((bits(&fresh), &fresh_arg), (bits(&out), &arg), "{g:?}");
             assert!(
                 out.iter().all(|v| v.is_finite()) && arg.iter().all(|&t| (t as usize) < g.kernel_len()),

@@ -301,10 +301,20 @@ mod tests {
         v.iter().map(|f| f.to_bits()).collect()
     }
 
-    /// Geometries of every forward path: 3×3 / stride 2 (padded or not),
+    /// Planes of each [`forward_cases`] input.
+    pub(super) const PLANES: usize = 3;
+
+    /// Geometries of every forward path — 3×3 / stride 2 (padded or not),
     /// 2×2 / stride 2, and the general passes (windows wider and narrower
-    /// than the stride, with and without padding, cut at the borders).
-    pub(super) fn forward_geometries() -> Vec<Window2d> {
+    /// than the stride, with and without padding, cut at the borders) —
+    /// each with an input of [`PLANES`] planes of small integers (exact
+    /// sums, ties included).
+    pub(super) fn forward_cases() -> Vec<(Window2d, Vec<f32>)> {
+        let input = |g: &Window2d| {
+            (0..PLANES * g.input_len())
+                .map(|i| ((i * 37) % 23) as f32 - 11.0)
+                .collect()
+        };
         let mut geometries = Vec::new();
         for (h, w) in [(7, 7), (8, 9), (9, 8), (5, 6), (3, 3), (4, 40), (40, 3)] {
             for (k, s, p) in [
@@ -323,6 +333,6 @@ mod tests {
                 }
             }
         }
-        geometries
+        geometries.into_iter().map(|g| (g, input(&g))).collect()
     }
 }
