@@ -29,7 +29,11 @@ use rayon::prelude::*;
 
 /// Splits `c` into a grid of `mc` × `jb` blocks (the last ones smaller),
 /// each with its row and column offset.
-fn grid<T>(c: ArrayViewMut2<'_, T>, mc: usize, jb: usize) -> Vec<(usize, usize, ArrayViewMut2<'_, T>)> {
+pub(super) fn grid<T>(
+    c: ArrayViewMut2<'_, T>,
+    mc: usize,
+    jb: usize,
+) -> Vec<(usize, usize, ArrayViewMut2<'_, T>)> {
     let mut blocks = Vec::new();
     let mut rest = c;
     let mut row = 0;
@@ -57,12 +61,17 @@ pub(super) fn balanced(len: usize, target: usize, unit: usize) -> usize {
     len.div_ceil(parts).div_ceil(unit) * unit
 }
 
-/// Task block sizes (rows, columns) for an m × nc block of C: the kernel's
-/// MC × JB, evened out, and halved until there are about four tasks per
-/// thread. The grid only distributes work: tiles stay on the global MR × NR
-/// grid, so it never changes a result.
-fn task_blocks<T>(kern: &MicroKernel<T>, m: usize, nc: usize, threads: usize) -> (usize, usize) {
-    let mut mc = balanced(m, kern.mc, kern.mr);
+/// Task block sizes (rows, columns) for an m × nc block of C: `mc` × the
+/// kernel's JB, evened out, and halved (columns first) until there are
+/// about four tasks per thread. The grid only distributes work: tiles stay
+/// on the global MR × NR grid, so it never changes a result.
+pub(super) fn task_blocks<T>(
+    kern: &MicroKernel<T>,
+    (m, mc): (usize, usize),
+    nc: usize,
+    threads: usize,
+) -> (usize, usize) {
+    let mut mc = balanced(m, mc, kern.mr);
     let mut jb = balanced(nc, kern.jb, kern.nr);
     let tasks = |mc: usize, jb: usize| m.div_ceil(mc) * nc.div_ceil(jb);
     while threads > 1 && tasks(mc, jb) < 4 * threads && (jb > kern.nr || mc > kern.mr) {
@@ -121,7 +130,7 @@ pub(crate) fn gemm_blocked<T: Element, S: Slot<T>>(
                 let (a_pack, b_pack) = (&*a_pack, &*b_pack);
                 let beta = if pc == 0 { beta } else { T::ONE };
                 let task = |block| multiply_block(kern, kc, (alpha, beta), (a_pack, b_pack), block);
-                let (mc, jb) = task_blocks(kern, m, nc, threads);
+                let (mc, jb) = task_blocks(kern, (m, kern.mc), nc, threads);
                 let blocks = grid(c.slice_mut(s![.., jc..jc + nc]), mc, jb);
                 if parallel && blocks.len() > 1 {
                     blocks.into_par_iter().for_each(task);

@@ -12,7 +12,7 @@
 //! body on the same values, the same KC blocks in the same order (beta on
 //! the first, 1 after), tiles on the same NR grid.
 
-use super::blocked::balanced;
+use super::blocked::{grid, task_blocks};
 use super::kernel::MicroKernel;
 use super::pack::{depth_blocks, pack_a_blocks};
 use crate::slot::Slot;
@@ -25,6 +25,14 @@ use rayon::prelude::*;
 /// little per multiply-add).
 const MAX_ROWS: usize = 128;
 
+/// Products with up to this many rows take it too when B is at least as
+/// wide as A is tall (f32 on two threads: 256³ 1.13x, 240³ 1.03x, 160 ×
+/// 300 × 300 1.16-1.20x, 200 × 1000 × 3000 1.12-1.19x; one thread
+/// 1.01-1.05x). A narrower B stays packed (256 × 2304 × 196 0.98x, 256 ×
+/// 1024 × 64 0.75x on two threads: the row bands of the packed route
+/// share such products better).
+const MAX_ROWS_WIDE_B: usize = 256;
+
 /// Whether `C ← alpha·A·B + beta·C` (A with `m` rows) reads B in place:
 /// C only written (beta = 0), few rows, B's rows contiguous and apart by a
 /// positive stride that is not a multiple of 4 KiB — such rows all fall
@@ -33,7 +41,19 @@ const MAX_ROWS: usize = 128;
 pub(crate) fn applies<T: Element>(m: usize, beta: T, b: &ArrayView2<'_, T>) -> bool {
     let [row, column] = [b.strides()[0], b.strides()[1]];
     let row_bytes = row.unsigned_abs() * std::mem::size_of::<T>();
-    beta == T::ZERO && m <= MAX_ROWS && column == 1 && row > 0 && !row_bytes.is_multiple_of(4096)
+    let few_rows = m <= MAX_ROWS || (m <= MAX_ROWS_WIDE_B && b.ncols() >= m);
+    beta == T::ZERO && few_rows && column == 1 && row > 0 && !row_bytes.is_multiple_of(4096)
+}
+
+/// The micro-kernel for this route and `m` rows of A: up to [`MAX_ROWS`]
+/// the height that pads A's rows least ([`super::kernel::selected_rows`]),
+/// above it the main kernel (250 rows would take 5×80: 0.93-0.97x).
+pub(crate) fn kernel<T: Element>(m: usize) -> MicroKernel<T> {
+    if m <= MAX_ROWS {
+        super::kernel::selected_rows(m)
+    } else {
+        super::kernel::selected()
+    }
 }
 
 /// `C ← alpha·A·B` with m, n, k > 0 and [`applies`] true (checked by the
@@ -43,7 +63,7 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
     alpha: T,
     a: ArrayView2<'_, T>,
     b: ArrayView2<'_, T>,
-    mut c: ArrayViewMut2<'_, S>,
+    c: ArrayViewMut2<'_, S>,
     parallel: bool,
 ) {
     let (m, k) = a.dim();
@@ -55,12 +75,12 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
     let offsets: Vec<isize> = (0..k as isize).map(|p| p * row_stride).collect();
     super::kernel::with_pack_buffers(parallel, |a_buf, _| {
         let a_pack = pack_a_blocks(a, (mr, kern.pack_a), &depth, a_buf, parallel);
-        // One task: the columns `first..` of C's width of `block`.
-        let task = |(first, mut block): (usize, ArrayViewMut2<'_, S>)| {
+        // One task: `block`, the part of C from row `top` and column `first`.
+        let task = |(top, first, mut block): (usize, usize, ArrayViewMut2<'_, S>)| {
             let (rsc, csc) = (block.strides()[0], block.strides()[1]);
             // A slot has T's layout (`Slot`'s contract).
             let base = block.as_mut_ptr().cast::<T>();
-            let width = block.ncols();
+            let (height, width) = block.dim();
             let mut panel = Vec::new();
             for (step, d) in depth.iter().enumerate() {
                 let kc = d.len();
@@ -80,9 +100,9 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
                             values[..cols].copy_from_slice(row.as_slice().expect("contiguous rows"));
                         }
                     }
-                    for i in (0..m).step_by(mr) {
-                        let a_panel = &a_pack[m_pad * d.start + i * kc..][..mr * kc];
-                        let rows = mr.min(m - i);
+                    for i in (0..height).step_by(mr) {
+                        let a_panel = &a_pack[m_pad * d.start + (top + i) * kc..][..mr * kc];
+                        let rows = mr.min(height - i);
                         // SAFETY: (i, j) .. + (rows, cols) lies inside `block`,
                         // this task's own part of C, which aliases neither the
                         // packed A nor B; a fresh tile is only written (beta =
@@ -130,16 +150,15 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
                 }
             }
         };
+        // A task takes all of A's rows (each NR panel of B then feeds
+        // every A panel) but where the column blocks are too few to share
+        // out and A has more than MAX_ROWS rows (240³ 1.3-1.4x with 5
+        // column blocks on two threads; with fewer rows splitting them
+        // measured 0.83-0.95x).
         let threads = if parallel { rayon::current_num_threads() } else { 1 };
-        let mut jb = balanced(n, kern.jb, nr);
-        while threads > 1 && n.div_ceil(jb) < 4 * threads && jb > nr {
-            jb = balanced(n, jb / 2, nr);
-        }
-        let blocks: Vec<_> = c
-            .axis_chunks_iter_mut(Axis(1), jb)
-            .enumerate()
-            .map(|(index, block)| (index * jb, block))
-            .collect();
+        let (row_block, jb) = task_blocks(kern, (m, m), n, threads);
+        let row_block = if m <= MAX_ROWS { m } else { row_block };
+        let blocks = grid(c, row_block, jb);
         if parallel && blocks.len() > 1 {
             blocks.into_par_iter().for_each(task);
         } else {

@@ -226,7 +226,7 @@ fn product<T: Element>(
     let parallel = worth_parallel(m, n, k, parallel);
     match backend() {
         Backend::Patchwise if in_place::applies(m, beta, &b) => {
-            in_place::gemm_b_in_place(&kernel::selected_rows::<T>(m), alpha, a, b, c, parallel)
+            in_place::gemm_b_in_place(&in_place::kernel::<T>(m), alpha, a, b, c, parallel)
         }
         Backend::Patchwise => {
             blocked::gemm_blocked(&kernel::selected::<T>(), alpha, a, &b, beta, c, parallel)
