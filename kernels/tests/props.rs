@@ -492,9 +492,9 @@ proptest! {
     #![proptest_config(config(24))]
 
     /// Either side of the route's row limits (128, and 256 for a B at
-    /// least as wide as A is tall, where two threads split A's rows when
-    /// the columns are few), several KC blocks, several NR panels and a
-    /// partial last one.
+    /// least as wide as A is tall or of two NR panels or more, where two
+    /// threads split A's rows when the columns are few), several KC
+    /// blocks, several NR panels and a partial last one.
     #[test]
     fn gemm_b_in_place_matches_reference(m in 1usize..270, k in 1usize..600, n in 1usize..400, row_gap in 0usize..3, raw in data(97)) {
         check_gemm_b_in_place::<f32>((m, k, n), row_gap, &raw);

@@ -25,23 +25,37 @@ use rayon::prelude::*;
 /// little per multiply-add).
 const MAX_ROWS: usize = 128;
 
-/// Products with up to this many rows take it too when B is at least as
-/// wide as A is tall (f32 on two threads: 256³ 1.13x, 240³ 1.03x, 160 ×
-/// 300 × 300 1.16-1.20x, 200 × 1000 × 3000 1.12-1.19x; one thread
-/// 1.01-1.05x). A narrower B stays packed (256 × 2304 × 196 0.98x, 256 ×
-/// 1024 × 64 0.75x on two threads: the row bands of the packed route
-/// share such products better).
-const MAX_ROWS_WIDE_B: usize = 256;
+/// Products with up to this many rows take it too (f32, in-process A/B
+/// against the packed route; one thread gains 1.00-1.05x on all of these):
+/// - when B is at least as wide as A is tall: on two threads 256³ 1.13x,
+///   240³ 1.03x, 160 × 300 × 300 1.16-1.20x, 200 × 1000 × 3000
+///   1.08-1.19x;
+/// - when B is narrower but has at least two NR panels and the packed A
+///   ([`pack_a_blocks`] packs all of it before the tiles) is at most
+///   [`MAX_PACKED_A_BYTES`]: on two threads 256 × 2304 × 196 1.06-1.07x,
+///   256 × 1152 × 196 1.08-1.09x, 200 × 1000 × 150 1.07-1.13x, against
+///   the packed route's row bands (which pack all of B first). With 4096
+///   deep A (4 MiB packed) 0.90-0.95x on one thread with 96 columns, and
+///   with one panel (64 columns) 0.90-0.93x on two.
+const MAX_ROWS_PACKED_A: usize = 256;
+
+/// See [`MAX_ROWS_PACKED_A`].
+const MAX_PACKED_A_BYTES: usize = 3 << 20;
 
 /// Whether `C ← alpha·A·B + beta·C` (A with `m` rows) reads B in place:
-/// C only written (beta = 0), few rows, B's rows contiguous and apart by a
-/// positive stride that is not a multiple of 4 KiB — such rows all fall
-/// in one set of the L1 cache, which then holds only a dozen of a panel's
-/// rows (64 × 512 × 8192: 0.96x in place, against 1.16x at 8000 columns).
+/// C only written (beta = 0), few rows (above), B's rows contiguous and
+/// apart by a positive stride that is not a multiple of 4 KiB — such rows
+/// all fall in one set of the L1 cache, which then holds only a dozen of a
+/// panel's rows (64 × 512 × 8192: 0.96x in place, against 1.16x at 8000
+/// columns).
 pub(crate) fn applies<T: Element>(m: usize, beta: T, b: &ArrayView2<'_, T>) -> bool {
     let [row, column] = [b.strides()[0], b.strides()[1]];
-    let row_bytes = row.unsigned_abs() * std::mem::size_of::<T>();
-    let few_rows = m <= MAX_ROWS || (m <= MAX_ROWS_WIDE_B && b.ncols() >= m);
+    let elem = std::mem::size_of::<T>();
+    let row_bytes = row.unsigned_abs() * elem;
+    let (k, n) = b.dim();
+    let few_rows = m <= MAX_ROWS
+        || (m <= MAX_ROWS_PACKED_A
+            && (n >= m || (n >= 2 * kernel::<T>(m).nr && m * k * elem <= MAX_PACKED_A_BYTES)));
     beta == T::ZERO && few_rows && column == 1 && row > 0 && !row_bytes.is_multiple_of(4096)
 }
 
