@@ -185,14 +185,21 @@ fn pack_rows_into_panels<T: Element>(b: ArrayView2<'_, T>, nr: usize, out: &mut 
     debug_assert!(out.len() >= n.div_ceil(nr) * panel_len, "room for every panel");
     for (p, row) in b.outer_iter().enumerate() {
         let row = row.to_slice().expect("unit column stride");
-        for (run, panel) in row.chunks(nr).zip(out.chunks_exact_mut(panel_len)) {
-            let step = &mut panel[p * nr..][..nr];
-            if run.len() == nr {
-                copy_run(step, run);
-            } else {
-                step[..run.len()].copy_from_slice(run);
-                step[run.len()..].fill(T::ZERO);
-            }
+        write_step(row, (p, nr, panel_len), out);
+    }
+}
+
+/// Writes `row`, one step of consecutive NR panels, as step `p` of the
+/// panels of `panel_len` values each in `out` (zeros past its end).
+#[inline(always)]
+fn write_step<T: Element>(row: &[T], (p, nr, panel_len): (usize, usize, usize), out: &mut [T]) {
+    for (run, panel) in row.chunks(nr).zip(out.chunks_exact_mut(panel_len)) {
+        let step = &mut panel[p * nr..][..nr];
+        if run.len() == nr {
+            copy_run(step, run);
+        } else {
+            step[..run.len()].copy_from_slice(run);
+            step[run.len()..].fill(T::ZERO);
         }
     }
 }
@@ -349,11 +356,7 @@ impl<T: Element> Im2colB<'_, T> {
         let line = &mut line[..cols.len()];
         for (p, r) in rows.enumerate() {
             self.row(r, cols.start, line);
-            for (q, part) in line.chunks(nr).enumerate() {
-                let row = &mut dst[(q * kc + p) * nr..][..nr];
-                row[..part.len()].copy_from_slice(part);
-                row[part.len()..].fill(T::ZERO);
-            }
+            write_step(line, (p, nr, kc * nr), dst);
         }
     }
 
@@ -375,11 +378,7 @@ impl<T: Element> Im2colB<'_, T> {
         let mut lines_of = None;
         for (p, r) in rows.enumerate() {
             self.lines_row(r, span.clone(), (starts, &mut lines_of), line);
-            for (q, part) in line[skip..][..cols.len()].chunks(nr).enumerate() {
-                let row = &mut dst[(q * kc + p) * nr..][..nr];
-                row[..part.len()].copy_from_slice(part);
-                row[part.len()..].fill(T::ZERO);
-            }
+            write_step(&line[skip..][..cols.len()], (p, nr, kc * nr), dst);
         }
     }
 
