@@ -16,8 +16,9 @@
 //! ([`im2col_bands`]); so does the transposed product of a weight gradient
 //! ([`gemm_im2col_transposed`], [`direct_transposed`]), with a micro-kernel
 //! that broadcasts its A values from MR row pointers. A plain product with
-//! at most 128 rows of A, beta = 0 and contiguous rows of B reads B in
-//! place too ([`in_place`]). [`gemm_im2col_batch`] runs a grouped
+//! beta = 0, contiguous rows of B and at most 128 rows of A (256 where B is
+//! as wide as A is tall, or at least two NR panels wide with a packed A of
+//! at most 3 MiB) reads B in place too ([`in_place`]). [`gemm_im2col_batch`] runs a grouped
 //! convolution's products over a batch into a new array that is never
 //! zero-filled ([`batch`]).
 //!
