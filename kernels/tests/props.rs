@@ -514,8 +514,9 @@ proptest! {
     #![proptest_config(config(32))]
 
     /// Products with B no wider than A is tall and several KC blocks run,
-    /// on several threads, as row bands (all of B packed first, then one
-    /// band of C's rows per thread): edge tiles, beta, strided views.
+    /// on several threads, as row bands (one band of C's rows per thread,
+    /// each KC block of B packed by the first band to reach it): edge
+    /// tiles, beta, strided views.
     #[test]
     fn gemm_row_bands_match_reference(
         m in 16usize..200, k in 257usize..700, n_part in 0.0f64..1.0,

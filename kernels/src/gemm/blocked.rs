@@ -17,8 +17,9 @@
 //! A product whose B is small and no wider than A is tall (a deep layer's
 //! convolution: 512 filters × 4608 taps × 392 pixels) spends much of each
 //! short KC block waiting for the other threads; it runs as row bands
-//! instead ([`gemm_row_bands`]): all of B packed first, then one band of
-//! C's rows per thread through the whole K loop, each packing its own A.
+//! instead ([`gemm_row_bands`]): one band of C's rows per thread through
+//! the whole K loop, each packing its own A, B's KC blocks packed once
+//! each, just ahead of use, by the first band to reach them.
 
 use super::kernel::MicroKernel;
 use super::pack::{aligned, depth_blocks, pack_a, PackB};
@@ -26,6 +27,8 @@ use crate::slot::Slot;
 use crate::Element;
 use ndarray::{s, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
+use std::ops::Range;
+use std::sync::{Mutex, OnceLock};
 
 /// Splits `c` into a grid of `mc` × `jb` blocks (the last ones smaller),
 /// each with its row and column offset.
@@ -165,13 +168,18 @@ fn row_bands_apply<T>(
         && packed_b <= ROW_BANDS_MAX_B_BYTES
 }
 
-/// The product in two parallel steps, for a B of one NC block: all of B
-/// packed up front (its KC blocks in parallel), then one task per thread
-/// owns a band of C's rows through the whole K loop, packing its own rows
-/// of A — no wait per KC block (a 2-thread 256 × 2304 × 196 product:
-/// 1.12x; the 7×7 ResNet layer's forward: 1.03-1.05x; squares ±1 %). The
-/// tiles and the order of their sums are the KC-block loop's: so are the
-/// results, bit for bit.
+/// The product as one parallel step, for a B of one NC block: one task per
+/// thread owns a band of C's rows through the whole K loop, packing its own
+/// rows of A — no wait per KC block (a 2-thread 256 × 2304 × 196 product:
+/// 1.12x; the 7×7 ResNet layer's forward: 1.03-1.05x; squares ±1 %). B's
+/// KC blocks are packed once, each by the first band to reach it
+/// ([`PackedBlocks`]), one block ahead of the band's own work. Packing
+/// all of B first, in parallel, wrote it out to L3 before any band read
+/// it (`perf`: its packing took twice the share it takes on one thread);
+/// against that, alternated call by call on two threads: the 7×7 layer's
+/// forward 1.04-1.06x, backward 1.01x, GEMM 512 × 4608 × 392
+/// 1.02-1.06x, 768³ 1.04-1.09x, 1024³ 1.01-1.02x. The tiles and the order
+/// of their sums are the KC-block loop's: so are the results, bit for bit.
 fn gemm_row_bands<T: Element, S: Slot<T>>(
     kern: &MicroKernel<T>,
     alpha: T,
@@ -190,12 +198,8 @@ fn gemm_row_bands<T: Element, S: Slot<T>>(
     let band_rows = balanced(m, m.div_ceil(threads), mr);
     let jb = balanced(n, kern.jb, nr);
     super::kernel::with_pack_buffers(true, |a_buf, b_buf| {
-        let b_pack = aligned(b_buf, n_pad * k);
-        b_pack
-            .par_chunks_mut(n_pad * kc_max)
-            .zip(depth.par_iter())
-            .for_each(|(dst, d)| b.pack(d.clone(), 0..n, nr, dst, false));
-        let b_pack = &*b_pack;
+        let b_blocks = PackedBlocks::new(aligned(b_buf, n_pad * k), &depth, n_pad);
+        let pack_block = |i: usize| b_blocks.pack(i, |d, dst| b.pack(d, 0..n, nr, dst, false));
         let a_pack = aligned(a_buf, m.div_ceil(band_rows) * band_rows * kc_max);
         let bands: Vec<_> = c
             .axis_chunks_iter_mut(Axis(0), band_rows)
@@ -204,7 +208,11 @@ fn gemm_row_bands<T: Element, S: Slot<T>>(
             .collect();
         bands.into_par_iter().for_each(|(i, (mut band, a_pack))| {
             let rows = i * band_rows..i * band_rows + band.nrows();
-            for d in &depth {
+            for (step, d) in depth.iter().enumerate() {
+                pack_block(step);
+                if step + 1 < depth.len() {
+                    pack_block(step + 1);
+                }
                 let kc = d.len();
                 let a_pack = &mut a_pack[..band.nrows().div_ceil(mr) * mr * kc];
                 pack_a(
@@ -214,7 +222,7 @@ fn gemm_row_bands<T: Element, S: Slot<T>>(
                     false,
                 );
                 let beta = if d.start == 0 { beta } else { T::ONE };
-                let b_block = &b_pack[n_pad * d.start..][..n_pad * kc];
+                let b_block = b_blocks.wait(step);
                 for col in (0..n).step_by(jb) {
                     let block = band.slice_mut(s![.., col..(col + jb).min(n)]);
                     multiply_block(kern, kc, (alpha, beta), (a_pack, b_block), (0, col, block));
@@ -222,6 +230,72 @@ fn gemm_row_bands<T: Element, S: Slot<T>>(
             }
         });
     });
+}
+
+/// A KC block's rows of B and the room its packed panels go to.
+type BlockRoom<'a, T> = (Range<usize>, &'a mut [T]);
+
+/// A packed B split into its KC blocks, each packed once by whichever
+/// thread claims it first and then read by all. A thread waits only for a
+/// block another thread is packing at that moment (it took the block and
+/// packs it without waiting on anything), so the bands never deadlock,
+/// whether they run on one thread or several.
+struct PackedBlocks<'a, T> {
+    /// Each block's rows of B and room until a thread claims it to pack.
+    unpacked: Vec<Mutex<Option<BlockRoom<'a, T>>>>,
+    /// Each block once packed.
+    packed: Vec<OnceLock<&'a [T]>>,
+}
+
+impl<'a, T: Send + Sync> PackedBlocks<'a, T> {
+    /// The blocks `depth` of a B `n_pad` wide, in `room` (n_pad · K values).
+    fn new(mut room: &'a mut [T], depth: &[Range<usize>], n_pad: usize) -> Self {
+        let unpacked = depth
+            .iter()
+            .map(|d| {
+                let (block, rest) = std::mem::take(&mut room).split_at_mut(n_pad * d.len());
+                room = rest;
+                Mutex::new(Some((d.clone(), block)))
+            })
+            .collect();
+        let packed = depth.iter().map(|_| OnceLock::new()).collect();
+        PackedBlocks { unpacked, packed }
+    }
+
+    /// Packs block `i` with `pack` (its rows of B, its room) unless a
+    /// thread has claimed it already. The claim's lock is held while
+    /// packing, so that a panic there poisons it and the waiting threads
+    /// panic too rather than wait for ever.
+    fn pack(&self, i: usize, pack: impl FnOnce(Range<usize>, &mut [T])) {
+        // Err: another thread holds the lock, claiming or packing the block.
+        if let Ok(mut claim) = self.unpacked[i].try_lock() {
+            if let Some((rows, room)) = claim.take() {
+                pack(rows, room);
+                let block: &'a [T] = room;
+                if self.packed[i].set(block).is_err() {
+                    unreachable!("a block is packed once");
+                }
+            }
+        }
+    }
+
+    /// Block `i`, once packed (by this thread's earlier [`Self::pack`] or
+    /// the thread that claimed it).
+    fn wait(&self, i: usize) -> &'a [T] {
+        let mut spins = 0u32;
+        loop {
+            if let Some(&block) = self.packed[i].get() {
+                return block;
+            }
+            assert!(!self.unpacked[i].is_poisoned(), "packing B block {i} panicked");
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(64) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
 }
 
 /// Runs the micro-kernel over one block of C at (`row`, `col`): its MR

@@ -16,8 +16,8 @@
 //! A B block with contiguous rows packed on one thread goes row by row
 //! into all its panels ([`pack_rows_into_panels`]): one-thread GEMM
 //! 256 × 2304 × 196 1.05×, 512² 1.03×, 1024² 1.01× (and 1.05× on two
-//! threads for the first, whose row bands pack B one KC block per
-//! thread), alternated call by call; packed in parallel, panel by panel as
+//! threads for the first, then on the row bands, where one thread packs
+//! each KC block of B), alternated call by call; packed in parallel, panel by panel as
 //! before (row by row in one group of panels per thread measured
 //! 0.86-0.97× there).
 
