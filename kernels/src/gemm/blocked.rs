@@ -170,8 +170,9 @@ fn row_bands_apply<T>(
 
 /// The product as one parallel step, for a B of one NC block: one task per
 /// thread owns a band of C's rows through the whole K loop, packing its own
-/// rows of A — no wait per KC block (a 2-thread 256 × 2304 × 196 product:
-/// 1.12x; the 7×7 ResNet layer's forward: 1.03-1.05x; squares ±1 %). B's
+/// rows of A — no wait per KC block (measured when introduced: a 2-thread
+/// 256 × 2304 × 196 product 1.12x, which now reads B in place; the 7×7
+/// ResNet layer's forward 1.03-1.05x; squares ±1 %). B's
 /// KC blocks are packed once, each by the first band to reach it
 /// ([`PackedBlocks`]), one block ahead of the band's own work. Packing
 /// all of B first, in parallel, wrote it out to L3 before any band read

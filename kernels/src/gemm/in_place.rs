@@ -32,12 +32,12 @@ const MAX_ROWS: usize = 128;
 ///   1.08-1.19x;
 /// - when B is narrower but has at least two NR panels and the packed A
 ///   ([`pack_a_blocks`] packs all of it before the tiles) is at most
-///   [`MAX_PACKED_A_BYTES`]: on two threads 256 × 2304 × 196 1.06-1.07x,
+///   [`MAX_PACKED_A_BYTES`]: on two threads 256 × 2304 × 196 1.06-1.11x,
 ///   256 × 1152 × 196 1.08-1.09x, 200 × 1000 × 150 1.07-1.13x, against
 ///   the packed route's row bands as they were then (all of B packed
-///   first, in parallel). With 4096
-///   deep A (4 MiB packed) 0.90-0.95x on one thread with 96 columns, and
-///   with one panel (64 columns) 0.90-0.93x on two.
+///   first, in parallel). With 4096-deep A (4 MiB packed) 0.90-0.95x on
+///   one thread with 96 columns, and with one panel (64 columns)
+///   0.90-0.93x on two.
 const MAX_ROWS_PACKED_A: usize = 256;
 
 /// See [`MAX_ROWS_PACKED_A`].

@@ -18,9 +18,9 @@
 //! that broadcasts its A values from MR row pointers. A plain product with
 //! beta = 0, contiguous rows of B and at most 128 rows of A (256 where B is
 //! as wide as A is tall, or at least two NR panels wide with a packed A of
-//! at most 3 MiB) reads B in place too ([`in_place`]). [`gemm_im2col_batch`] runs a grouped
-//! convolution's products over a batch into a new array that is never
-//! zero-filled ([`batch`]).
+//! at most 3 MiB) reads B in place too ([`in_place`]).
+//! [`gemm_im2col_batch`] runs a grouped convolution's products over a
+//! batch into a new array that is never zero-filled ([`batch`]).
 //!
 //! The packed panels live in per-thread buffers that grow to the largest
 //! product seen and are then reused, so steady-state calls do not allocate.

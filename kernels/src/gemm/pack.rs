@@ -17,9 +17,9 @@
 //! into all its panels ([`pack_rows_into_panels`]): one-thread GEMM
 //! 256 × 2304 × 196 1.05×, 512² 1.03×, 1024² 1.01× (and 1.05× on two
 //! threads for the first, then on the row bands, where one thread packs
-//! each KC block of B), alternated call by call; packed in parallel, panel by panel as
-//! before (row by row in one group of panels per thread measured
-//! 0.86-0.97× there).
+//! each KC block of B), alternated call by call; packed in parallel,
+//! panel by panel as before (row by row in one group of panels per thread
+//! measured 0.86-0.97× there).
 
 use super::gather::PADDING_LINE;
 use super::transpose::PanelFn;
