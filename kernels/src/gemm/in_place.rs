@@ -1,12 +1,13 @@
-//! GEMM with B read in place: for few rows of A and B with contiguous
-//! rows, the micro-kernel reads B's rows where they lie
+//! GEMM with B read in place: for few rows of A (see [`applies`]) and B
+//! with contiguous rows, the micro-kernel reads B's rows where they lie
 //! ([`super::kernel::RowsKernelFn`]) instead of from packed panels.
 //!
 //! Packing B costs a pass over B per KC block whose values then feed only
 //! M multiply-adds each: with M = 64 (a convolution's filters), packing
 //! the (64 × 12544) B of the ResNet first layer's im2col product took 30 %
-//! of the product. Only A is packed here (once, shared by all threads); the last partial
-//! NR panel of each row band is copied, so nothing past B is ever read.
+//! of the product. Only A is packed here (once, shared by all threads);
+//! the last, partial NR panel of B's columns is copied, so nothing past B
+//! is ever read.
 //!
 //! Results equal the packed route's bit for bit: the same micro-kernel
 //! body on the same values, the same KC blocks in the same order (beta on
