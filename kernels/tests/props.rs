@@ -3,7 +3,7 @@
 //! kernel, dilation, 1×1 images), both element types; plus determinism across
 //! thread counts and the documented errors.
 
-use ndarray::{Array2, Array3, Array4, ArrayView2};
+use ndarray::{Array2, Array3, Array4, ArrayView2, ShapeBuilder};
 use patchwise_kernels::*;
 use patchwise_reference as reference;
 use proptest::prelude::*;
@@ -430,10 +430,17 @@ proptest! {
 
 /// The route reading B in place (beta = 0, few rows, contiguous rows of B)
 /// against the reference, and bit for bit against the packed route (the
-/// same B stored by columns), serial and parallel; `row_gap` pads B's rows.
-fn check_gemm_b_in_place<T: Real>((m, k, n): (usize, usize, usize), row_gap: usize, raw: &[f64]) {
+/// same B stored by columns), serial and parallel; `row_gap` pads B's rows;
+/// A stored by rows (read in place too, where B is narrow enough) or by
+/// columns (packed).
+fn check_gemm_b_in_place<T: Real>(
+    (m, k, n): (usize, usize, usize),
+    row_gap: usize,
+    a_by_columns: bool,
+    raw: &[f64],
+) {
     let value = |i: usize| <T as Element>::from_f64(raw[i % raw.len()]);
-    let a = Array2::from_shape_fn((m, k), |(i, j)| value(i * 7 + j * 3 + 1));
+    let a = Array2::from_shape_fn((m, k).set_f(a_by_columns), |(i, j)| value(i * 7 + j * 3 + 1));
     let padded = Array2::from_shape_fn((k, n + row_gap), |(i, j)| value(i * 5 + j * 11 + 2));
     let b = padded.slice(ndarray::s![.., ..n]);
     let by_columns = b.t().as_standard_layout().into_owned();
@@ -491,14 +498,18 @@ fn check_gemm_b_in_place<T: Real>((m, k, n): (usize, usize, usize), row_gap: usi
 proptest! {
     #![proptest_config(config(24))]
 
-    /// Either side of the route's row limits (128, and 256 for a B at
-    /// least as wide as A is tall or of two NR panels or more, where two
-    /// threads split A's rows when the columns are few), several KC
-    /// blocks, several NR panels and a partial last one.
+    /// Either side of the route's row limits (128; 256 for A read in
+    /// place, or a B at least as wide as A is tall or of two NR panels or
+    /// more; past 256 for A read in place and B of at most 8 panels, half
+    /// as wide as A is tall), A's rows split across two threads when the
+    /// columns are few, several KC blocks, several NR panels and a partial
+    /// last one.
     #[test]
-    fn gemm_b_in_place_matches_reference(m in 1usize..270, k in 1usize..600, n in 1usize..400, row_gap in 0usize..3, raw in data(97)) {
-        check_gemm_b_in_place::<f32>((m, k, n), row_gap, &raw);
-        check_gemm_b_in_place::<f64>((m, k, n), row_gap, &raw);
+    fn gemm_b_in_place_matches_reference(
+        m in 1usize..270, k in 1usize..600, n in 1usize..400, row_gap in 0usize..3, a_by_columns in any::<bool>(), raw in data(97),
+    ) {
+        check_gemm_b_in_place::<f32>((m, k, n), row_gap, a_by_columns, &raw);
+        check_gemm_b_in_place::<f64>((m, k, n), row_gap, a_by_columns, &raw);
     }
 }
 

@@ -5,9 +5,12 @@
 //! Packing B costs a pass over B per KC block whose values then feed only
 //! M multiply-adds each: with M = 64 (a convolution's filters), packing
 //! the (64 × 12544) B of the ResNet first layer's im2col product took 30 %
-//! of the product. Only A is packed here (once, shared by all threads);
-//! the last, partial NR panel of B's columns is copied, so nothing past B
-//! is ever read.
+//! of the product. Only A is packed here (once, shared by all threads),
+//! and not even A where B has few columns ([`reads_a_in_place`]): the
+//! kernel then broadcasts A's values from its rows where they lie
+//! ([`super::kernel::ABRowsKernelFn`]). The last, partial NR panel of B's
+//! columns is copied (and read as rows NR apart), so nothing past B is
+//! ever read.
 //!
 //! Results equal the packed route's bit for bit: the same micro-kernel
 //! body on the same values, the same KC blocks in the same order (beta on
@@ -26,8 +29,9 @@ use rayon::prelude::*;
 /// little per multiply-add).
 const MAX_ROWS: usize = 128;
 
-/// Products with up to this many rows take it too (f32, in-process A/B
-/// against the packed route; one thread gains 1.00-1.05x on all of these):
+/// With A packed, products with up to this many rows take it too (f32,
+/// in-process A/B against the packed route; one thread gains 1.00-1.05x
+/// on all of these):
 /// - when B is at least as wide as A is tall: on two threads 256³ 1.13x,
 ///   240³ 1.03x, 160 × 300 × 300 1.16-1.20x, 200 × 1000 × 3000
 ///   1.08-1.19x;
@@ -39,25 +43,66 @@ const MAX_ROWS: usize = 128;
 ///   first, in parallel). With 4096-deep A (4 MiB packed) 0.90-0.95x on
 ///   one thread with 96 columns, and with one panel (64 columns)
 ///   0.90-0.93x on two.
+///
+/// With A read in place too ([`reads_a_in_place`]) every product of up to
+/// this many rows takes it: against the packed route, two threads / one,
+/// f32 256 × 4096 × 96 1.17x / 1.10x, 256 × 4608 × 64 1.10x / 1.17x,
+/// 256 × 2304 × 48 1.66x / 1.19x, 200 × 4096 × 150 1.12x / 1.05x (f64
+/// alike).
 const MAX_ROWS_PACKED_A: usize = 256;
 
 /// See [`MAX_ROWS_PACKED_A`].
 const MAX_PACKED_A_BYTES: usize = 3 << 20;
 
-/// Whether `C ← alpha·A·B + beta·C` (A with `m` rows) reads B in place:
-/// C only written (beta = 0), few rows (above), B's rows contiguous and
-/// apart by a positive stride that is not a multiple of 4 KiB — such rows
-/// all fall in one set of the L1 cache, which then holds only a dozen of a
-/// panel's rows (64 × 512 × 8192: 0.96x in place, against 1.16x at 8000
-/// columns).
-pub(crate) fn applies<T: Element>(m: usize, beta: T, b: &ArrayView2<'_, T>) -> bool {
+/// Products with more rows than [`MAX_ROWS_PACKED_A`] and A read in place
+/// take the route when B has at most this many NR panels and at most half
+/// as many columns as A has rows. Against the packed route, f32, two
+/// threads / one: 512 × 2304 × 196 1.14x / 1.06x, 512 × 4608 × 49 1.39x /
+/// 1.15x, 1024 × 1024 × 192 1.10x / 1.04x, 300 × 300 × 150 1.10x / 1.03x,
+/// 640 × 640 × 320 1.03x / 1.02x, 2048 × 512 × 256 1.04x / 1.00x; mixed
+/// at 1024 × 4096 × 256 (0.97x / 1.02x) and where B is wider (768³ 1.08x
+/// / 0.99x, 512³ 0.95x / 1.01x, 1024 × 256 × 512 0.95x / 0.98x).
+const TALL_A_MAX_PANELS: usize = 8;
+
+/// Products with B at most this many NR panels wide read A in place
+/// ([`reads_a_in_place`]).
+const A_IN_PLACE_MAX_PANELS: usize = 32;
+
+/// Tallest micro-kernel (rows of A per tile) of any instruction set.
+const MAX_MR: usize = 16;
+
+/// Whether the route reads A's rows in place instead of packing them: A's
+/// columns contiguous and B at most [`A_IN_PLACE_MAX_PANELS`] panels wide.
+/// Packing A costs a pass over A that feeds only n/NR tiles per A panel;
+/// f32, in-process A/B against packed A, two threads / one thread:
+/// 256 × 2304 × 196 1.05-1.06x / 1.04-1.06x, 256 × 1152 × 384 1.33-1.39x
+/// / 1.02-1.05x, 256 × 1152 × 768 1.15x / 1.05x, 64 × 576 × 196 1.30x /
+/// 1.03x, 64 × 4096 × 96 1.48x / 1.08x, 128³ 1.33x / 1.04x, 256 × 1024 ×
+/// 192 (rows 4 KiB apart) 1.06x / 1.04x, 256³ 1.03-1.05x / 1.01-1.04x
+/// (f64 alike: 128³ 1.61x / 1.03x, 256³ 1.06x / 1.01x); at 32 panels
+/// (256 × 1152 × 1536) 1.01x; wider, nothing to gain (64 × 576 × 3136
+/// 1.00x) or a little to lose (64 × 147 × 12576 0.99x).
+fn reads_a_in_place<T>(a: &ArrayView2<'_, T>, n: usize, nr: usize) -> bool {
+    a.strides()[1] == 1 && n <= A_IN_PLACE_MAX_PANELS * nr
+}
+
+/// Whether `C ← alpha·A·B + beta·C` reads B in place: C only written
+/// (beta = 0), few rows of A (above), B's rows contiguous and apart by a
+/// positive stride that is not a multiple of 4 KiB — such rows all fall
+/// in one set of the L1 cache, which then holds only a dozen of a panel's
+/// rows (64 × 512 × 8192: 0.96x in place, against 1.16x at 8000 columns).
+pub(crate) fn applies<T: Element>(a: &ArrayView2<'_, T>, beta: T, b: &ArrayView2<'_, T>) -> bool {
     let [row, column] = [b.strides()[0], b.strides()[1]];
     let elem = std::mem::size_of::<T>();
     let row_bytes = row.unsigned_abs() * elem;
-    let (k, n) = b.dim();
-    let few_rows = m <= MAX_ROWS
-        || (m <= MAX_ROWS_PACKED_A
-            && (n >= m || (n >= 2 * kernel::<T>(m).nr && m * k * elem <= MAX_PACKED_A_BYTES)));
+    let (m, (k, n)) = (a.nrows(), b.dim());
+    let nr = kernel::<T>(m).nr;
+    let few_rows = if reads_a_in_place(a, n, nr) {
+        m <= MAX_ROWS_PACKED_A || (n <= TALL_A_MAX_PANELS * nr && 2 * n <= m)
+    } else {
+        m <= MAX_ROWS
+            || (m <= MAX_ROWS_PACKED_A && (n >= m || (n >= 2 * nr && m * k * elem <= MAX_PACKED_A_BYTES)))
+    };
     beta == T::ZERO && few_rows && column == 1 && row > 0 && !row_bytes.is_multiple_of(4096)
 }
 
@@ -89,8 +134,15 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
     let depth = depth_blocks(k, kern.depth_block(k));
     let row_stride = b.strides()[0];
     let offsets: Vec<isize> = (0..k as isize).map(|p| p * row_stride).collect();
+    // The copied last panel's rows, NR apart.
+    let panel_offsets: Vec<isize> = (0..depth[0].len() as isize).map(|p| p * nr as isize).collect();
+    let a_in_place = reads_a_in_place(&a, n, nr);
     super::kernel::with_pack_buffers(parallel, |a_buf, _| {
-        let a_pack = pack_a_blocks(a, (mr, kern.pack_a), &depth, a_buf, parallel);
+        let a_pack: &[T] = if a_in_place {
+            &[]
+        } else {
+            pack_a_blocks(a, (mr, kern.pack_a), &depth, a_buf, parallel)
+        };
         // One task: `block`, the part of C from row `top` and column `first`.
         let task = |(top, first, mut block): (usize, usize, ArrayViewMut2<'_, S>)| {
             let (rsc, csc) = (block.strides()[0], block.strides()[1]);
@@ -98,16 +150,17 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
             let base = block.as_mut_ptr().cast::<T>();
             let (height, width) = block.dim();
             let mut panel = Vec::new();
+            let mut a_rows = [std::ptr::null::<T>(); MAX_MR];
             for (step, d) in depth.iter().enumerate() {
                 let kc = d.len();
                 let beta = if step == 0 { T::ZERO } else { T::ONE };
-                let offsets = &offsets[d.clone()];
                 // Each NR panel of B once, feeding every MR panel of A while
                 // it is in L1 (measured 1.2-1.3x over A-panel-outer here).
                 for j in (0..width).step_by(nr) {
                     let (column, cols) = (first + j, nr.min(width - j));
-                    let in_place = column + nr <= n;
-                    if !in_place {
+                    let (b_panel, b_offsets) = if column + nr <= n {
+                        (b.slice(s![.., column..]).as_ptr(), &offsets[d.clone()])
+                    } else {
                         // The last, partial panel: copied, zero-padded.
                         panel.clear();
                         panel.resize(kc * nr, T::ZERO);
@@ -115,26 +168,34 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
                         for (values, row) in panel.chunks_exact_mut(nr).zip(rows.axis_iter(Axis(0))) {
                             values[..cols].copy_from_slice(row.as_slice().expect("contiguous rows"));
                         }
-                    }
+                        (panel.as_ptr(), &panel_offsets[..kc])
+                    };
                     for i in (0..height).step_by(mr) {
-                        let a_panel = &a_pack[m_pad * d.start + (top + i) * kc..][..mr * kc];
                         let rows = mr.min(height - i);
                         // SAFETY: (i, j) .. + (rows, cols) lies inside `block`,
-                        // this task's own part of C, which aliases neither the
-                        // packed A nor B; a fresh tile is only written (beta =
-                        // 0 on the first KC block, after which it holds values).
+                        // this task's own part of C, which aliases neither A
+                        // nor B nor the copied panel; a fresh tile is only
+                        // written (beta = 0 on the first KC block, after
+                        // which it holds values).
                         let tile = unsafe { base.offset(i as isize * rsc + j as isize * csc) };
-                        if in_place {
-                            // SAFETY: the A panel holds kc·MR values; row p of B
-                            // (p in d) has NR values from column `column` at b +
-                            // offsets[p] + column (column + NR ≤ n); the
-                            // kernel's ISA is supported.
+                        if a_in_place {
+                            // Rows past C's repeat its last row (their sums
+                            // are computed, never stored).
+                            for (r, row) in a_rows[..mr].iter_mut().enumerate() {
+                                *row = &a[[top + i + r.min(rows - 1), d.start]];
+                            }
+                            // SAFETY: MR row pointers, each to kc values of a
+                            // row of A (unit column stride); NR values of B
+                            // at b_panel + b_offsets[p] for p < kc (a row of
+                            // B from column `column` ≤ n − NR, or of the
+                            // copied kc × NR panel); the kernel's ISA is
+                            // supported.
                             unsafe {
-                                (kern.rows_for_cols(cols))(
+                                (kern.ab_rows_for_cols(cols))(
                                     kc,
-                                    a_panel.as_ptr(),
-                                    b.as_ptr().add(column),
-                                    offsets.as_ptr(),
+                                    a_rows.as_ptr(),
+                                    b_panel,
+                                    b_offsets.as_ptr(),
                                     tile,
                                     rsc,
                                     csc,
@@ -145,13 +206,15 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
                                 );
                             }
                         } else {
-                            // SAFETY: as above, with the copied panel (kc·NR
-                            // values).
+                            let a_panel = &a_pack[m_pad * d.start + (top + i) * kc..][..mr * kc];
+                            // SAFETY: the A panel holds kc·MR values; B as
+                            // above.
                             unsafe {
-                                (kern.for_cols(cols))(
+                                (kern.rows_for_cols(cols))(
                                     kc,
                                     a_panel.as_ptr(),
-                                    panel.as_ptr(),
+                                    b_panel,
+                                    b_offsets.as_ptr(),
                                     tile,
                                     rsc,
                                     csc,

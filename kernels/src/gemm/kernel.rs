@@ -69,6 +69,28 @@ pub type RowsKernelFn<T> = unsafe fn(
     beta: T,
 );
 
+/// The micro-kernel with both A's and B's rows read in place: step p's
+/// value of row i is `a_rows[i][p]` (as [`ARowsKernelFn`]), its NR values
+/// of B start at `b + offsets[p]` (as [`RowsKernelFn`]). Same sums and
+/// store as [`KernelFn`].
+///
+/// # Safety
+/// As [`RowsKernelFn`], with `a_rows` pointing to MR row pointers, each to
+/// `kc` readable values, in place of `a`.
+pub type ABRowsKernelFn<T> = unsafe fn(
+    kc: usize,
+    a_rows: *const *const T,
+    b: *const T,
+    offsets: *const isize,
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+    rows: usize,
+    cols: usize,
+    alpha: T,
+    beta: T,
+);
+
 /// Which lanes of B's rows a [`MaskedRowsKernelFn`] reads: at step p,
 /// tap t = (`first` + p) mod `taps`, lane l of vector v (of the kernel's
 /// NR/lanes) is read when bit l of `table[t·NV + v]` is set, and counts as
@@ -165,15 +187,17 @@ pub struct MicroKernel<T> {
     pub run: KernelFn<T>,
     /// Its twin reading B in place.
     pub run_rows: RowsKernelFn<T>,
+    /// Its twin reading both A and B in place.
+    pub run_ab_rows: ABRowsKernelFn<T>,
     /// Columns per vector of the tile.
     pub lanes: usize,
     /// Kernels for a narrow last panel: `narrow[v]` computes only the
     /// first (v + 1)·`lanes` columns (same sums, no FMAs on padding), with
     /// B's steps still NR apart; the full kernel where NR is narrower.
-    pub narrow: [(KernelFn<T>, RowsKernelFn<T>); 2],
+    pub narrow: [(KernelFn<T>, RowsKernelFn<T>, ABRowsKernelFn<T>); 2],
     /// A kernel for a last panel of at most `lanes / 2` columns, on
     /// vectors half as wide (same sums), where there is one.
-    pub half: Option<(KernelFn<T>, RowsKernelFn<T>)>,
+    pub half: Option<(KernelFn<T>, RowsKernelFn<T>, ABRowsKernelFn<T>)>,
     /// Packs MR rows of A read in place (unit column stride) into an A
     /// panel by register transposes, where one fits MR (compiled for an
     /// instruction set the kernel's implies); else A is packed value by
@@ -216,6 +240,11 @@ impl<T> MicroKernel<T> {
         self.pick(cols).1
     }
 
+    /// [`Self::for_cols`] reading both A and B in place.
+    pub fn ab_rows_for_cols(&self, cols: usize) -> ABRowsKernelFn<T> {
+        self.pick(cols).2
+    }
+
     /// The masked rows kernel for a tile of `cols` ≤ NR columns, if any.
     pub fn masked_for_cols(&self, cols: usize) -> Option<MaskedRowsKernelFn<T>> {
         let [one, two, full] = self.masked?;
@@ -226,14 +255,14 @@ impl<T> MicroKernel<T> {
         })
     }
 
-    fn pick(&self, cols: usize) -> (KernelFn<T>, RowsKernelFn<T>) {
+    fn pick(&self, cols: usize) -> (KernelFn<T>, RowsKernelFn<T>, ABRowsKernelFn<T>) {
         if let Some(half) = self.half.filter(|_| 2 * cols <= self.lanes) {
             return half;
         }
         match cols.div_ceil(self.lanes) {
             0 | 1 => self.narrow[0],
             2 => self.narrow[1],
-            _ => (self.run, self.run_rows),
+            _ => (self.run, self.run_rows, self.run_ab_rows),
         }
     }
 }
@@ -320,10 +349,12 @@ macro_rules! generic {
             nc: 4096,
             run: super::kernel_generic::kernel::<$t, $mr, $nr>,
             run_rows: super::kernel_generic::kernel_rows::<$t, $mr, $nr>,
+            run_ab_rows: super::kernel_generic::kernel_ab_rows::<$t, $mr, $nr>,
             lanes: $nr,
             narrow: [(
                 super::kernel_generic::kernel::<$t, $mr, $nr>,
                 super::kernel_generic::kernel_rows::<$t, $mr, $nr>,
+                super::kernel_generic::kernel_ab_rows::<$t, $mr, $nr>,
             ); 2],
             pack_a: None,
             masked: None,
@@ -332,21 +363,22 @@ macro_rules! generic {
     };
 }
 
-/// A SIMD [`MicroKernel`] from the generic kernels `$kernel` and `$rows`
-/// of [`super::simd_kernel`] (B read packed and in place), `$nv` vectors
-/// of `$lanes` per step (`$nv` ≥ 2).
+/// A SIMD [`MicroKernel`] from the generic kernels `$kernel`, `$rows` and
+/// `$ab_rows` of [`super::simd_kernel`] (B read packed, B read in place,
+/// both A and B read in place), `$nv` vectors of `$lanes` per step
+/// (`$nv` ≥ 2).
 macro_rules! simd {
-    ($isa:expr, mr: $mr:literal, nv: $nv:literal, lanes: $lanes:literal, [$mc:literal, $jb:literal, $nc:literal], $module:ident::{$kernel:ident, $rows:ident, $masked:ident}, pack_a: $pack_a:expr) => {
+    ($isa:expr, mr: $mr:literal, nv: $nv:literal, lanes: $lanes:literal, [$mc:literal, $jb:literal, $nc:literal], $module:ident::{$kernel:ident, $rows:ident, $ab_rows:ident, $masked:ident}, pack_a: $pack_a:expr) => {
         MicroKernel {
             masked: Some([
                 super::$module::$masked::<1>,
                 super::$module::$masked::<2>,
                 super::$module::$masked::<$nv>,
             ]),
-            ..simd!($isa, mr: $mr, nv: $nv, lanes: $lanes, [$mc, $jb, $nc], $module::{$kernel, $rows}, pack_a: $pack_a)
+            ..simd!($isa, mr: $mr, nv: $nv, lanes: $lanes, [$mc, $jb, $nc], $module::{$kernel, $rows, $ab_rows}, pack_a: $pack_a)
         }
     };
-    ($isa:expr, mr: $mr:literal, nv: $nv:literal, lanes: $lanes:literal, [$mc:literal, $jb:literal, $nc:literal], $module:ident::{$kernel:ident, $rows:ident}, pack_a: $pack_a:expr) => {
+    ($isa:expr, mr: $mr:literal, nv: $nv:literal, lanes: $lanes:literal, [$mc:literal, $jb:literal, $nc:literal], $module:ident::{$kernel:ident, $rows:ident, $ab_rows:ident}, pack_a: $pack_a:expr) => {
         MicroKernel {
             isa: $isa,
             mr: $mr,
@@ -357,10 +389,11 @@ macro_rules! simd {
             nc: $nc,
             run: super::$module::$kernel::<$nv>,
             run_rows: super::$module::$rows::<$nv>,
+            run_ab_rows: super::$module::$ab_rows::<$nv>,
             lanes: $lanes,
             narrow: [
-                (super::$module::$kernel::<1>, super::$module::$rows::<1>),
-                (super::$module::$kernel::<2>, super::$module::$rows::<2>),
+                (super::$module::$kernel::<1>, super::$module::$rows::<1>, super::$module::$ab_rows::<1>),
+                (super::$module::$kernel::<2>, super::$module::$rows::<2>, super::$module::$ab_rows::<2>),
             ],
             pack_a: $pack_a,
             masked: None,
@@ -455,11 +488,11 @@ impl HasKernels for f32 {
         match (isa, least_padding(m)) {
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 9) => {
-                simd!(isa, mr: 9, nv: 3, lanes: 16, [144, 288, 4608], kernel_avx512::{f32_9x48, f32_9x48_rows, f32_9x48_masked}, pack_a: None)
+                simd!(isa, mr: 9, nv: 3, lanes: 16, [144, 288, 4608], kernel_avx512::{f32_9x48, f32_9x48_rows, f32_9x48_ab_rows, f32_9x48_masked}, pack_a: None)
             }
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 5) => {
-                simd!(isa, mr: 5, nv: 5, lanes: 16, [145, 320, 4480], kernel_avx512::{f32_5x80, f32_5x80_rows, f32_5x80_masked}, pack_a: None)
+                simd!(isa, mr: 5, nv: 5, lanes: 16, [145, 320, 4480], kernel_avx512::{f32_5x80, f32_5x80_rows, f32_5x80_ab_rows, f32_5x80_masked}, pack_a: None)
             }
             _ => Self::kernel(isa),
         }
@@ -472,12 +505,13 @@ impl HasKernels for f32 {
                 half: Some((
                     super::kernel_avx512::f32_8x48_half::<1>,
                     super::kernel_avx512::f32_8x48_half_rows::<1>,
+                    super::kernel_avx512::f32_8x48_half_ab_rows::<1>,
                 )),
-                ..simd!(isa, mr: 8, nv: 3, lanes: 16, [144, 288, 4608], kernel_avx512::{f32_8x48, f32_8x48_rows, f32_8x48_masked}, pack_a: Some(super::transpose::panel_f32_avx2))
+                ..simd!(isa, mr: 8, nv: 3, lanes: 16, [144, 288, 4608], kernel_avx512::{f32_8x48, f32_8x48_rows, f32_8x48_ab_rows, f32_8x48_masked}, pack_a: Some(super::transpose::panel_f32_avx2))
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => {
-                simd!(isa, mr: 6, nv: 2, lanes: 8, [120, 256, 4096], kernel_avx2::{f32_6x16, f32_6x16_rows}, pack_a: None)
+                simd!(isa, mr: 6, nv: 2, lanes: 8, [120, 256, 4096], kernel_avx2::{f32_6x16, f32_6x16_rows, f32_6x16_ab_rows}, pack_a: None)
             }
             _ => generic!(f32, 4, 8),
         }
@@ -544,11 +578,11 @@ impl HasKernels for f64 {
         match (isa, least_padding(m)) {
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 9) => {
-                simd!(isa, mr: 9, nv: 3, lanes: 8, [144, 288, 4608], kernel_avx512::{f64_9x24, f64_9x24_rows, f64_9x24_masked}, pack_a: None)
+                simd!(isa, mr: 9, nv: 3, lanes: 8, [144, 288, 4608], kernel_avx512::{f64_9x24, f64_9x24_rows, f64_9x24_ab_rows, f64_9x24_masked}, pack_a: None)
             }
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 5) => {
-                simd!(isa, mr: 5, nv: 5, lanes: 8, [145, 320, 4480], kernel_avx512::{f64_5x40, f64_5x40_rows, f64_5x40_masked}, pack_a: None)
+                simd!(isa, mr: 5, nv: 5, lanes: 8, [145, 320, 4480], kernel_avx512::{f64_5x40, f64_5x40_rows, f64_5x40_ab_rows, f64_5x40_masked}, pack_a: None)
             }
             _ => Self::kernel(isa),
         }
@@ -561,12 +595,13 @@ impl HasKernels for f64 {
                 half: Some((
                     super::kernel_avx512::f64_8x24_half::<1>,
                     super::kernel_avx512::f64_8x24_half_rows::<1>,
+                    super::kernel_avx512::f64_8x24_half_ab_rows::<1>,
                 )),
-                ..simd!(isa, mr: 8, nv: 3, lanes: 8, [144, 288, 4608], kernel_avx512::{f64_8x24, f64_8x24_rows, f64_8x24_masked}, pack_a: Some(super::transpose::panel_f64_avx512))
+                ..simd!(isa, mr: 8, nv: 3, lanes: 8, [144, 288, 4608], kernel_avx512::{f64_8x24, f64_8x24_rows, f64_8x24_ab_rows, f64_8x24_masked}, pack_a: Some(super::transpose::panel_f64_avx512))
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => {
-                simd!(isa, mr: 6, nv: 2, lanes: 4, [120, 256, 4096], kernel_avx2::{f64_6x8, f64_6x8_rows}, pack_a: None)
+                simd!(isa, mr: 6, nv: 2, lanes: 4, [120, 256, 4096], kernel_avx2::{f64_6x8, f64_6x8_rows, f64_6x8_ab_rows}, pack_a: None)
             }
             _ => generic!(f64, 4, 4),
         }

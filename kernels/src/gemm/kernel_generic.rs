@@ -101,6 +101,44 @@ pub(crate) unsafe fn kernel_a_rows<T: Element, const MR: usize, const NR: usize>
     unsafe { store(&acc, c, rsc, csc, rows, cols, alpha, beta) };
 }
 
+/// See [`super::kernel::ABRowsKernelFn`].
+///
+/// # Safety
+/// As [`super::kernel::ABRowsKernelFn`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn kernel_ab_rows<T: Element, const MR: usize, const NR: usize>(
+    kc: usize,
+    a_rows: *const *const T,
+    b: *const T,
+    offsets: *const isize,
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+    rows: usize,
+    cols: usize,
+    alpha: T,
+    beta: T,
+) {
+    // SAFETY: the caller guarantees MR row pointers with kc values each, kc
+    // offsets, and NR values at `b + offsets[p]` for every p < kc.
+    let (a_rows, offsets) = unsafe {
+        (
+            std::slice::from_raw_parts(a_rows, MR),
+            std::slice::from_raw_parts(offsets, kc),
+        )
+    };
+    // SAFETY: as above.
+    let a_rows: [&[T]; MR] = std::array::from_fn(|i| unsafe { std::slice::from_raw_parts(a_rows[i], kc) });
+    let steps = (0..kc).map(|p| std::array::from_fn::<T, MR, _>(|i| a_rows[i][p]));
+    let b_rows = offsets.iter().map(|&o| {
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts(b.offset(o), NR) }
+    });
+    let acc = accumulate::<T, MR, NR>(steps.zip(b_rows));
+    // SAFETY: forwarded from the caller.
+    unsafe { store(&acc, c, rsc, csc, rows, cols, alpha, beta) };
+}
+
 /// The MR×NR sums of `a[i]·b[j]` over the steps, in order.
 fn accumulate<'a, T: Element, const MR: usize, const NR: usize>(
     steps: impl Iterator<Item = (impl AsRef<[T]>, &'a [T])>,

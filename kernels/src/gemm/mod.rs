@@ -226,7 +226,7 @@ fn product<T: Element>(
     }
     let parallel = worth_parallel(m, n, k, parallel);
     match backend() {
-        Backend::Patchwise if in_place::applies(m, beta, &b) => {
+        Backend::Patchwise if in_place::applies(&a, beta, &b) => {
             in_place::gemm_b_in_place(&in_place::kernel::<T>(m), alpha, a, b, c, parallel)
         }
         Backend::Patchwise => {
@@ -920,7 +920,7 @@ mod tests {
                 parallel,
             );
             assert_eq!(flat(&packed), flat(&c), "{label} packed");
-            if in_place::applies(m, beta, &b.view()) {
+            if in_place::applies(&a.view(), beta, &b.view()) {
                 let mut read_in_place = c0.clone();
                 in_place::gemm_b_in_place(
                     &kern,
