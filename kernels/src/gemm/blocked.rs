@@ -18,8 +18,9 @@
 //! convolution: 512 filters × 4608 taps × 392 pixels) spends much of each
 //! short KC block waiting for the other threads; it runs as row bands
 //! instead ([`gemm_row_bands`]): one band of C's rows per thread through
-//! the whole K loop, each packing its own A, B's KC blocks packed once
-//! each, just ahead of use, by the first band to reach them.
+//! the whole K loop, each reading its rows of A in place (or packing them,
+//! where A's columns are not contiguous), B's KC blocks packed once each,
+//! just ahead of use, by the first band to reach them.
 
 use super::kernel::MicroKernel;
 use super::pack::{aligned, depth_blocks, pack_a, PackB};
@@ -132,7 +133,8 @@ pub(crate) fn gemm_blocked<T: Element, S: Slot<T>>(
                 }
                 let (a_pack, b_pack) = (&*a_pack, &*b_pack);
                 let beta = if pc == 0 { beta } else { T::ONE };
-                let task = |block| multiply_block(kern, kc, (alpha, beta), (a_pack, b_pack), block);
+                let task =
+                    |block| multiply_block(kern, kc, (alpha, beta), (APanels::Packed(a_pack), b_pack), block);
                 let (mc, jb) = task_blocks(kern, (m, kern.mc), nc, threads);
                 let blocks = grid(c.slice_mut(s![.., jc..jc + nc]), mc, jb);
                 if parallel && blocks.len() > 1 {
@@ -179,8 +181,13 @@ fn row_bands_apply<T>(
 /// it (`perf`: its packing took twice the share it takes on one thread);
 /// against that, alternated call by call on two threads: the 7×7 layer's
 /// forward 1.04-1.06x, backward 1.01x, GEMM 512 × 4608 × 392
-/// 1.02-1.06x, 768³ 1.04-1.09x, 1024³ 1.01-1.02x. The tiles and the order
-/// of their sums are the KC-block loop's: so are the results, bit for bit.
+/// 1.02-1.06x, 768³ 1.04-1.09x, 1024³ 1.01-1.02x. Where A's columns are
+/// contiguous its rows are read in place, not packed: each band's A panel
+/// feeds only n/NR tiles (against packing, call by call on two threads:
+/// the 7×7 layer's forward 1.02-1.04x, backward 1.01x, GEMM 512 × 4608 ×
+/// 392 1.04-1.05x, f64 1.06x, 768³ 1.01x, 1024³ 1.00-1.02x). The tiles
+/// and the order of their sums are the KC-block loop's: so are the
+/// results, bit for bit.
 fn gemm_row_bands<T: Element, S: Slot<T>>(
     kern: &MicroKernel<T>,
     alpha: T,
@@ -198,6 +205,7 @@ fn gemm_row_bands<T: Element, S: Slot<T>>(
     let n_pad = n.div_ceil(nr) * nr;
     let band_rows = balanced(m, m.div_ceil(threads), mr);
     let jb = balanced(n, kern.jb, nr);
+    let a_in_place = a.strides()[1] == 1;
     super::kernel::with_pack_buffers(true, |a_buf, b_buf| {
         let b_blocks = PackedBlocks::new(aligned(b_buf, n_pad * k), &depth, n_pad);
         let pack_block = |i: usize| b_blocks.pack(i, |d, dst| b.pack(d, 0..n, nr, dst, false));
@@ -215,18 +223,19 @@ fn gemm_row_bands<T: Element, S: Slot<T>>(
                     pack_block(step + 1);
                 }
                 let kc = d.len();
-                let a_pack = &mut a_pack[..band.nrows().div_ceil(mr) * mr * kc];
-                pack_a(
-                    a.slice(s![rows.clone(), d.clone()]),
-                    (mr, kern.pack_a),
-                    a_pack,
-                    false,
-                );
+                let a_block = a.slice(s![rows.clone(), d.clone()]);
+                let a_panels = if a_in_place {
+                    APanels::Rows(a_block)
+                } else {
+                    let a_pack = &mut a_pack[..band.nrows().div_ceil(mr) * mr * kc];
+                    pack_a(a_block, (mr, kern.pack_a), a_pack, false);
+                    APanels::Packed(a_pack)
+                };
                 let beta = if d.start == 0 { beta } else { T::ONE };
                 let b_block = b_blocks.wait(step);
                 for col in (0..n).step_by(jb) {
                     let block = band.slice_mut(s![.., col..(col + jb).min(n)]);
-                    multiply_block(kern, kc, (alpha, beta), (a_pack, b_block), (0, col, block));
+                    multiply_block(kern, kc, (alpha, beta), (a_panels, b_block), (0, col, block));
                 }
             }
         });
@@ -299,47 +308,81 @@ impl<'a, T: Send + Sync> PackedBlocks<'a, T> {
     }
 }
 
+/// Where a block's values of A come from.
+#[derive(Clone, Copy)]
+enum APanels<'a, T> {
+    /// MR-row panels packed from A's rows.
+    Packed(&'a [T]),
+    /// A's rows (their KC block) read in place, unit column stride.
+    Rows(ArrayView2<'a, T>),
+}
+
 /// Runs the micro-kernel over one block of C at (`row`, `col`): its MR
-/// panels of rows (A panels of `a_pack` from panel `row / mr`) against its
-/// NR panels of columns (B panels of `b_pack` from panel `col / nr`).
+/// panels of rows (from row `row` of A's [`APanels`]) against its NR panels
+/// of columns (B panels of `b_pack` from panel `col / nr`).
 fn multiply_block<T: Element, S: Slot<T>>(
     kern: &MicroKernel<T>,
     kc: usize,
     (alpha, beta): (T, T),
-    (a_pack, b_pack): (&[T], &[T]),
+    (a, b_pack): (APanels<'_, T>, &[T]),
     (row, col, mut block): (usize, usize, ArrayViewMut2<'_, S>),
 ) {
     let (mr, nr) = (kern.mr, kern.nr);
     let (rsc, csc) = (block.strides()[0], block.strides()[1]);
     // A slot has T's layout (`Slot`'s contract).
     let base = block.as_mut_ptr().cast::<T>();
+    let mut a_rows = [std::ptr::null::<T>(); super::kernel::MAX_MR];
     // A micro-panel (MR·KC) stays in L1 while B micro-panels stream from
     // L2: measured faster here than the reverse.
     for i in (0..block.nrows()).step_by(mr) {
+        let rows = mr.min(block.nrows() - i);
+        if let APanels::Rows(a) = a {
+            // Rows past C's repeat its last row (their sums are computed,
+            // never stored).
+            for (r, ptr) in a_rows[..mr].iter_mut().enumerate() {
+                *ptr = &a[[row + i + r.min(rows - 1), 0]];
+            }
+        }
         for j in (0..block.ncols()).step_by(nr) {
-            let a_panel = &a_pack[(row + i) / mr * mr * kc..][..mr * kc];
             let b_panel = &b_pack[(col + j) / nr * nr * kc..][..nr * kc];
-            let (rows, cols) = (mr.min(block.nrows() - i), nr.min(block.ncols() - j));
-            // SAFETY: the panels hold kc·MR and kc·NR values (sliced
-            // above); (i, j) .. (i + rows, j + cols) lies inside `block`, a
-            // unique borrow of C that aliases neither packed buffer; fresh
-            // slots are only written (beta = 0 on the first KC block, after
-            // which the tile holds values); the kernel was chosen for an
-            // instruction set this CPU supports.
+            let cols = nr.min(block.ncols() - j);
+            // SAFETY: (i, j) .. (i + rows, j + cols) lies inside `block`, a
+            // unique borrow of C that aliases neither A nor the packed B;
+            // fresh slots are only written (beta = 0 on the first KC block,
+            // after which the tile holds values); the B panel holds kc·NR
+            // values; the kernel was chosen for an instruction set this CPU
+            // supports.
             unsafe {
                 let tile = base.offset(i as isize * rsc + j as isize * csc);
-                (kern.for_cols(cols))(
-                    kc,
-                    a_panel.as_ptr(),
-                    b_panel.as_ptr(),
-                    tile,
-                    rsc,
-                    csc,
-                    rows,
-                    cols,
-                    alpha,
-                    beta,
-                );
+                match a {
+                    // SAFETY: the A panel holds kc·MR values.
+                    APanels::Packed(a_pack) => (kern.for_cols(cols))(
+                        kc,
+                        a_pack[(row + i) / mr * mr * kc..][..mr * kc].as_ptr(),
+                        b_panel.as_ptr(),
+                        tile,
+                        rsc,
+                        csc,
+                        rows,
+                        cols,
+                        alpha,
+                        beta,
+                    ),
+                    // SAFETY: MR pointers to rows of A's block, kc values
+                    // each (unit column stride).
+                    APanels::Rows(_) => (kern.a_rows_for_cols(cols))(
+                        kc,
+                        a_rows.as_ptr(),
+                        b_panel.as_ptr(),
+                        tile,
+                        rsc,
+                        csc,
+                        rows,
+                        cols,
+                        alpha,
+                        beta,
+                    ),
+                }
             }
         }
     }

@@ -68,9 +68,6 @@ const TALL_A_MAX_PANELS: usize = 8;
 /// ([`reads_a_in_place`]).
 const A_IN_PLACE_MAX_PANELS: usize = 32;
 
-/// Tallest micro-kernel (rows of A per tile) of any instruction set.
-const MAX_MR: usize = 16;
-
 /// Whether the route reads A's rows in place instead of packing them: A's
 /// columns contiguous and B at most [`A_IN_PLACE_MAX_PANELS`] panels wide.
 /// Packing A costs a pass over A that feeds only n/NR tiles per A panel;
@@ -150,7 +147,7 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
             let base = block.as_mut_ptr().cast::<T>();
             let (height, width) = block.dim();
             let mut panel = Vec::new();
-            let mut a_rows = [std::ptr::null::<T>(); MAX_MR];
+            let mut a_rows = [std::ptr::null::<T>(); super::kernel::MAX_MR];
             for (step, d) in depth.iter().enumerate() {
                 let kc = d.len();
                 let beta = if step == 0 { T::ZERO } else { T::ONE };

@@ -166,6 +166,28 @@ pub struct ARowsKernel<T> {
     pub pack: super::transpose::PanelFn<T>,
 }
 
+/// One tile's micro-kernels, one for each place A and B are read from:
+/// the same sums, so the same bits.
+pub struct Flavors<T> {
+    /// A and B from packed micro-panels.
+    pub packed: KernelFn<T>,
+    /// A packed, B's rows read in place.
+    pub b_rows: RowsKernelFn<T>,
+    /// A's rows read in place, B packed.
+    pub a_rows: ARowsKernelFn<T>,
+    /// Both A's and B's rows read in place.
+    pub ab_rows: ABRowsKernelFn<T>,
+}
+
+// Copy whatever T is (derive would ask T: Copy): the fields are pointers.
+impl<T> Clone for Flavors<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Flavors<T> {}
+
 /// A micro-kernel with its tile and cache-block sizes.
 #[derive(Clone, Copy)]
 pub struct MicroKernel<T> {
@@ -183,21 +205,17 @@ pub struct MicroKernel<T> {
     pub jb: usize,
     /// Columns of B packed at once (a multiple of `jb`).
     pub nc: usize,
-    /// The kernel.
-    pub run: KernelFn<T>,
-    /// Its twin reading B in place.
-    pub run_rows: RowsKernelFn<T>,
-    /// Its twin reading both A and B in place.
-    pub run_ab_rows: ABRowsKernelFn<T>,
+    /// The kernels of the full tile.
+    pub full: Flavors<T>,
     /// Columns per vector of the tile.
     pub lanes: usize,
     /// Kernels for a narrow last panel: `narrow[v]` computes only the
     /// first (v + 1)·`lanes` columns (same sums, no FMAs on padding), with
     /// B's steps still NR apart; the full kernel where NR is narrower.
-    pub narrow: [(KernelFn<T>, RowsKernelFn<T>, ABRowsKernelFn<T>); 2],
-    /// A kernel for a last panel of at most `lanes / 2` columns, on
-    /// vectors half as wide (same sums), where there is one.
-    pub half: Option<(KernelFn<T>, RowsKernelFn<T>, ABRowsKernelFn<T>)>,
+    pub narrow: [Flavors<T>; 2],
+    /// Kernels for a last panel of at most `lanes / 2` columns, on vectors
+    /// half as wide (same sums), where there are some.
+    pub half: Option<Flavors<T>>,
     /// Packs MR rows of A read in place (unit column stride) into an A
     /// panel by register transposes, where one fits MR (compiled for an
     /// instruction set the kernel's implies); else A is packed value by
@@ -207,6 +225,10 @@ pub struct MicroKernel<T> {
     /// of columns (as `narrow`), where the instruction set has masked loads.
     pub masked: Option<[MaskedRowsKernelFn<T>; 3]>,
 }
+
+/// Tallest tile (MR) of any [`MicroKernel`]: room for the row pointers of
+/// the kernels reading A in place.
+pub(crate) const MAX_MR: usize = 16;
 
 /// Deepest row of A (bytes: 512 f32, 256 f64) that a product takes in one
 /// KC block, whatever its KC: an A micro-panel of up to 9 such rows still
@@ -232,17 +254,22 @@ impl<T> MicroKernel<T> {
     /// The kernel for a tile of `cols` ≤ NR columns: the narrowest that
     /// covers them.
     pub fn for_cols(&self, cols: usize) -> KernelFn<T> {
-        self.pick(cols).0
+        self.pick(cols).packed
     }
 
     /// [`Self::for_cols`] reading B in place.
     pub fn rows_for_cols(&self, cols: usize) -> RowsKernelFn<T> {
-        self.pick(cols).1
+        self.pick(cols).b_rows
+    }
+
+    /// [`Self::for_cols`] reading A in place.
+    pub fn a_rows_for_cols(&self, cols: usize) -> ARowsKernelFn<T> {
+        self.pick(cols).a_rows
     }
 
     /// [`Self::for_cols`] reading both A and B in place.
     pub fn ab_rows_for_cols(&self, cols: usize) -> ABRowsKernelFn<T> {
-        self.pick(cols).2
+        self.pick(cols).ab_rows
     }
 
     /// The masked rows kernel for a tile of `cols` ≤ NR columns, if any.
@@ -255,14 +282,14 @@ impl<T> MicroKernel<T> {
         })
     }
 
-    fn pick(&self, cols: usize) -> (KernelFn<T>, RowsKernelFn<T>, ABRowsKernelFn<T>) {
+    fn pick(&self, cols: usize) -> Flavors<T> {
         if let Some(half) = self.half.filter(|_| 2 * cols <= self.lanes) {
             return half;
         }
         match cols.div_ceil(self.lanes) {
             0 | 1 => self.narrow[0],
             2 => self.narrow[1],
-            _ => (self.run, self.run_rows, self.run_ab_rows),
+            _ => self.full,
         }
     }
 }
@@ -338,6 +365,14 @@ thread_local! {
 }
 
 macro_rules! generic {
+    (flavors $t:ty, $mr:literal, $nr:literal) => {
+        Flavors {
+            packed: super::kernel_generic::kernel::<$t, $mr, $nr>,
+            b_rows: super::kernel_generic::kernel_rows::<$t, $mr, $nr>,
+            a_rows: super::kernel_generic::kernel_a_rows::<$t, $mr, $nr>,
+            ab_rows: super::kernel_generic::kernel_ab_rows::<$t, $mr, $nr>,
+        }
+    };
     ($t:ty, $mr:literal, $nr:literal) => {
         MicroKernel {
             isa: Isa::Scalar,
@@ -347,15 +382,9 @@ macro_rules! generic {
             mc: 64,
             jb: 128,
             nc: 4096,
-            run: super::kernel_generic::kernel::<$t, $mr, $nr>,
-            run_rows: super::kernel_generic::kernel_rows::<$t, $mr, $nr>,
-            run_ab_rows: super::kernel_generic::kernel_ab_rows::<$t, $mr, $nr>,
+            full: generic!(flavors $t, $mr, $nr),
             lanes: $nr,
-            narrow: [(
-                super::kernel_generic::kernel::<$t, $mr, $nr>,
-                super::kernel_generic::kernel_rows::<$t, $mr, $nr>,
-                super::kernel_generic::kernel_ab_rows::<$t, $mr, $nr>,
-            ); 2],
+            narrow: [generic!(flavors $t, $mr, $nr); 2],
             pack_a: None,
             masked: None,
             half: None,
@@ -363,22 +392,34 @@ macro_rules! generic {
     };
 }
 
-/// A SIMD [`MicroKernel`] from the generic kernels `$kernel`, `$rows` and
-/// `$ab_rows` of [`super::simd_kernel`] (B read packed, B read in place,
-/// both A and B read in place), `$nv` vectors of `$lanes` per step
-/// (`$nv` ≥ 2).
+/// The [`Flavors`] of a SIMD kernel `$used` vectors wide, from the
+/// kernels `simd_kernel!` made in `$module`.
+macro_rules! flavors {
+    ($module:ident::{$kernel:ident, $rows:ident, $a_rows:ident, $ab_rows:ident}, $used:literal) => {
+        Flavors {
+            packed: super::$module::$kernel::<$used>,
+            b_rows: super::$module::$rows::<$used>,
+            a_rows: super::$module::$a_rows::<$used>,
+            ab_rows: super::$module::$ab_rows::<$used>,
+        }
+    };
+}
+
+/// A SIMD [`MicroKernel`] from the kernels `simd_kernel!` made in
+/// `$module` (B read packed, B read in place, A read in place, both read
+/// in place), `$nv` vectors of `$lanes` per step (`$nv` ≥ 2).
 macro_rules! simd {
-    ($isa:expr, mr: $mr:literal, nv: $nv:literal, lanes: $lanes:literal, [$mc:literal, $jb:literal, $nc:literal], $module:ident::{$kernel:ident, $rows:ident, $ab_rows:ident, $masked:ident}, pack_a: $pack_a:expr) => {
+    ($isa:expr, mr: $mr:literal, nv: $nv:literal, lanes: $lanes:literal, [$mc:literal, $jb:literal, $nc:literal], $module:ident::{$kernel:ident, $rows:ident, $a_rows:ident, $ab_rows:ident, $masked:ident}, pack_a: $pack_a:expr) => {
         MicroKernel {
             masked: Some([
                 super::$module::$masked::<1>,
                 super::$module::$masked::<2>,
                 super::$module::$masked::<$nv>,
             ]),
-            ..simd!($isa, mr: $mr, nv: $nv, lanes: $lanes, [$mc, $jb, $nc], $module::{$kernel, $rows, $ab_rows}, pack_a: $pack_a)
+            ..simd!($isa, mr: $mr, nv: $nv, lanes: $lanes, [$mc, $jb, $nc], $module::{$kernel, $rows, $a_rows, $ab_rows}, pack_a: $pack_a)
         }
     };
-    ($isa:expr, mr: $mr:literal, nv: $nv:literal, lanes: $lanes:literal, [$mc:literal, $jb:literal, $nc:literal], $module:ident::{$kernel:ident, $rows:ident, $ab_rows:ident}, pack_a: $pack_a:expr) => {
+    ($isa:expr, mr: $mr:literal, nv: $nv:literal, lanes: $lanes:literal, [$mc:literal, $jb:literal, $nc:literal], $module:ident::{$kernel:ident, $rows:ident, $a_rows:ident, $ab_rows:ident}, pack_a: $pack_a:expr) => {
         MicroKernel {
             isa: $isa,
             mr: $mr,
@@ -387,13 +428,11 @@ macro_rules! simd {
             mc: $mc,
             jb: $jb,
             nc: $nc,
-            run: super::$module::$kernel::<$nv>,
-            run_rows: super::$module::$rows::<$nv>,
-            run_ab_rows: super::$module::$ab_rows::<$nv>,
+            full: flavors!($module::{$kernel, $rows, $a_rows, $ab_rows}, $nv),
             lanes: $lanes,
             narrow: [
-                (super::$module::$kernel::<1>, super::$module::$rows::<1>, super::$module::$ab_rows::<1>),
-                (super::$module::$kernel::<2>, super::$module::$rows::<2>, super::$module::$ab_rows::<2>),
+                flavors!($module::{$kernel, $rows, $a_rows, $ab_rows}, 1),
+                flavors!($module::{$kernel, $rows, $a_rows, $ab_rows}, 2),
             ],
             pack_a: $pack_a,
             masked: None,
@@ -488,11 +527,11 @@ impl HasKernels for f32 {
         match (isa, least_padding(m)) {
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 9) => {
-                simd!(isa, mr: 9, nv: 3, lanes: 16, [144, 288, 4608], kernel_avx512::{f32_9x48, f32_9x48_rows, f32_9x48_ab_rows, f32_9x48_masked}, pack_a: None)
+                simd!(isa, mr: 9, nv: 3, lanes: 16, [144, 288, 4608], kernel_avx512::{f32_9x48, f32_9x48_rows, f32_9x48_a_rows, f32_9x48_ab_rows, f32_9x48_masked}, pack_a: None)
             }
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 5) => {
-                simd!(isa, mr: 5, nv: 5, lanes: 16, [145, 320, 4480], kernel_avx512::{f32_5x80, f32_5x80_rows, f32_5x80_ab_rows, f32_5x80_masked}, pack_a: None)
+                simd!(isa, mr: 5, nv: 5, lanes: 16, [145, 320, 4480], kernel_avx512::{f32_5x80, f32_5x80_rows, f32_5x80_a_rows, f32_5x80_ab_rows, f32_5x80_masked}, pack_a: None)
             }
             _ => Self::kernel(isa),
         }
@@ -502,16 +541,14 @@ impl HasKernels for f32 {
         match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => MicroKernel {
-                half: Some((
-                    super::kernel_avx512::f32_8x48_half::<1>,
-                    super::kernel_avx512::f32_8x48_half_rows::<1>,
-                    super::kernel_avx512::f32_8x48_half_ab_rows::<1>,
-                )),
-                ..simd!(isa, mr: 8, nv: 3, lanes: 16, [144, 288, 4608], kernel_avx512::{f32_8x48, f32_8x48_rows, f32_8x48_ab_rows, f32_8x48_masked}, pack_a: Some(super::transpose::panel_f32_avx2))
+                half: Some(
+                    flavors!(kernel_avx512::{f32_8x48_half, f32_8x48_half_rows, f32_8x48_half_a_rows, f32_8x48_half_ab_rows}, 1),
+                ),
+                ..simd!(isa, mr: 8, nv: 3, lanes: 16, [144, 288, 4608], kernel_avx512::{f32_8x48, f32_8x48_rows, f32_8x48_a_rows, f32_8x48_ab_rows, f32_8x48_masked}, pack_a: Some(super::transpose::panel_f32_avx2))
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => {
-                simd!(isa, mr: 6, nv: 2, lanes: 8, [120, 256, 4096], kernel_avx2::{f32_6x16, f32_6x16_rows, f32_6x16_ab_rows}, pack_a: None)
+                simd!(isa, mr: 6, nv: 2, lanes: 8, [120, 256, 4096], kernel_avx2::{f32_6x16, f32_6x16_rows, f32_6x16_a_rows, f32_6x16_ab_rows}, pack_a: None)
             }
             _ => generic!(f32, 4, 8),
         }
@@ -578,11 +615,11 @@ impl HasKernels for f64 {
         match (isa, least_padding(m)) {
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 9) => {
-                simd!(isa, mr: 9, nv: 3, lanes: 8, [144, 288, 4608], kernel_avx512::{f64_9x24, f64_9x24_rows, f64_9x24_ab_rows, f64_9x24_masked}, pack_a: None)
+                simd!(isa, mr: 9, nv: 3, lanes: 8, [144, 288, 4608], kernel_avx512::{f64_9x24, f64_9x24_rows, f64_9x24_a_rows, f64_9x24_ab_rows, f64_9x24_masked}, pack_a: None)
             }
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 5) => {
-                simd!(isa, mr: 5, nv: 5, lanes: 8, [145, 320, 4480], kernel_avx512::{f64_5x40, f64_5x40_rows, f64_5x40_ab_rows, f64_5x40_masked}, pack_a: None)
+                simd!(isa, mr: 5, nv: 5, lanes: 8, [145, 320, 4480], kernel_avx512::{f64_5x40, f64_5x40_rows, f64_5x40_a_rows, f64_5x40_ab_rows, f64_5x40_masked}, pack_a: None)
             }
             _ => Self::kernel(isa),
         }
@@ -592,16 +629,14 @@ impl HasKernels for f64 {
         match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => MicroKernel {
-                half: Some((
-                    super::kernel_avx512::f64_8x24_half::<1>,
-                    super::kernel_avx512::f64_8x24_half_rows::<1>,
-                    super::kernel_avx512::f64_8x24_half_ab_rows::<1>,
-                )),
-                ..simd!(isa, mr: 8, nv: 3, lanes: 8, [144, 288, 4608], kernel_avx512::{f64_8x24, f64_8x24_rows, f64_8x24_ab_rows, f64_8x24_masked}, pack_a: Some(super::transpose::panel_f64_avx512))
+                half: Some(
+                    flavors!(kernel_avx512::{f64_8x24_half, f64_8x24_half_rows, f64_8x24_half_a_rows, f64_8x24_half_ab_rows}, 1),
+                ),
+                ..simd!(isa, mr: 8, nv: 3, lanes: 8, [144, 288, 4608], kernel_avx512::{f64_8x24, f64_8x24_rows, f64_8x24_a_rows, f64_8x24_ab_rows, f64_8x24_masked}, pack_a: Some(super::transpose::panel_f64_avx512))
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => {
-                simd!(isa, mr: 6, nv: 2, lanes: 4, [120, 256, 4096], kernel_avx2::{f64_6x8, f64_6x8_rows, f64_6x8_ab_rows}, pack_a: None)
+                simd!(isa, mr: 6, nv: 2, lanes: 4, [120, 256, 4096], kernel_avx2::{f64_6x8, f64_6x8_rows, f64_6x8_a_rows, f64_6x8_ab_rows}, pack_a: None)
             }
             _ => generic!(f64, 4, 4),
         }

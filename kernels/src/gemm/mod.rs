@@ -909,6 +909,10 @@ mod tests {
         for rows_of_a in [18, 25, 64] {
             let kern = T::rows_kernel(isa, rows_of_a);
             let label = format!("{isa:?} {}x{}", kern.mr, kern.nr);
+            assert!(
+                kern.mr <= super::kernel::MAX_MR,
+                "{label}: room for its row pointers"
+            );
             let mut packed = c0.clone();
             gemm_blocked(
                 &kern,

@@ -2,23 +2,22 @@
 //! per instruction set and element type (as matrixmultiply does): the ISA
 //! files only name the vector type and intrinsics.
 //!
-//! `simd_kernel!` makes three kernels that differ only in where step p's
-//! values come from: B from a packed micro-panel (`b + p·NR`, the
-//! [`super::kernel::KernelFn`] contract) or from a row of a matrix read in
-//! place (`b + offsets[p]`, the [`super::kernel::RowsKernelFn`] contract),
-//! A from a packed micro-panel or, in the third, from its rows read in
-//! place too ([`super::kernel::ABRowsKernelFn`]).
-//! `simd_kernel_a_rows!` makes the kernel whose A rows are read in place
-//! (row i at `a_rows[i] + p`, the [`super::kernel::ARowsKernelFn`]
-//! contract): the A values are broadcast one at a time, so they need not
-//! lie side by side. `simd_kernel_masked_rows!` makes the rows kernel
+//! `simd_kernel!` makes four kernels that differ only in where step p's
+//! values come from: B from a packed micro-panel (`b + p·NR`) or from a
+//! row of a matrix read in place (`b + offsets[p]`), A from a packed
+//! micro-panel (`a + p·MR`) or from its rows read in place (row i at
+//! `a_rows[i] + p`: the A values are broadcast one at a time, so they
+//! need not lie side by side) — the [`super::kernel::KernelFn`],
+//! [`super::kernel::RowsKernelFn`], [`super::kernel::ARowsKernelFn`] and
+//! [`super::kernel::ABRowsKernelFn`] contracts. `simd_kernel_a_rows!`
+//! makes the third alone, for tiles of their own. `simd_kernel_masked_rows!` makes the rows kernel
 //! whose B loads go under per-tap lane masks (the
 //! [`super::kernel::MaskedRowsKernelFn`] contract: rows read where they
 //! lie in a padded image, the padding masked).
 
 macro_rules! simd_kernel {
     (
-        $(#[$doc:meta])* $name:ident, $rows_name:ident, $ab_rows_name:ident, b_ahead = $b_ahead:literal, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
+        $(#[$doc:meta])* $name:ident, $rows_name:ident, $a_rows_name:ident, $ab_rows_name:ident, b_ahead = $b_ahead:literal, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
         $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident, $mul:ident, $add:ident
     ) => {
         $crate::gemm::simd_kernel::simd_kernel!(@body
@@ -50,6 +49,10 @@ macro_rules! simd_kernel {
             },
             |bp, v| $load(bp.add(v * $lanes)),
             $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
+        );
+        $crate::gemm::simd_kernel::simd_kernel_a_rows!(
+            $(#[$doc])* $a_rows_name, $feature, $t, $vec, $lanes, $mr, $nv,
+            $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
         $crate::gemm::simd_kernel::simd_kernel!(@body
             $(#[$doc])*
