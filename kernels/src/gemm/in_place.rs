@@ -16,7 +16,7 @@
 //! body on the same values, the same KC blocks in the same order (beta on
 //! the first, 1 after), tiles on the same NR grid.
 
-use super::blocked::{grid, task_blocks};
+use super::blocked::{even_shares, grid, task_blocks};
 use super::kernel::MicroKernel;
 use super::pack::{depth_blocks, pack_a_blocks};
 use crate::slot::Slot;
@@ -234,6 +234,7 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
         let threads = if parallel { rayon::current_num_threads() } else { 1 };
         let (row_block, jb) = task_blocks(kern, (m, m), n, threads);
         let row_block = if m <= MAX_ROWS { m } else { row_block };
+        let jb = even_shares(jb, nr, n, m.div_ceil(row_block), threads);
         let blocks = grid(c, row_block, jb);
         if parallel && blocks.len() > 1 {
             blocks.into_par_iter().for_each(task);
