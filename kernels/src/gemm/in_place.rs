@@ -234,7 +234,7 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
         let threads = if parallel { rayon::current_num_threads() } else { 1 };
         let (row_block, jb) = task_blocks(kern, (m, m), n, threads);
         let row_block = if m <= MAX_ROWS { m } else { row_block };
-        let jb = even_shares(jb, nr, n, m.div_ceil(row_block), threads);
+        let jb = even_shares(jb, nr, (m, row_block), n, threads);
         let blocks = grid(c, row_block, jb);
         if parallel && blocks.len() > 1 {
             blocks.into_par_iter().for_each(task);
