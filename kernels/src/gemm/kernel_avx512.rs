@@ -74,13 +74,13 @@ masked_rows!(
 
 super::simd_kernel!(
     /// f64, MR = 8, NR = 24 (three 8-lane vectors).
-    f64_8x24, f64_8x24_rows, f64_8x24_a_rows, f64_8x24_ab_rows, b_ahead = 8, "avx512f", f64, __m512d, 8, 8, 3,
+    f64_8x24, f64_8x24_rows, f64_8x24_a_rows, f64_8x24_ab_rows, b_ahead = 8, a_ahead = 64, "avx512f", f64, __m512d, 8, 8, 3,
     _mm512_setzero_pd, _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fmadd_pd, _mm512_mul_pd, _mm512_add_pd
 );
 
 super::simd_kernel!(
     /// f32, MR = 8, NR = 48 (three 16-lane vectors).
-    f32_8x48, f32_8x48_rows, f32_8x48_a_rows, f32_8x48_ab_rows, b_ahead = 8, "avx512f", f32, __m512, 16, 8, 3,
+    f32_8x48, f32_8x48_rows, f32_8x48_a_rows, f32_8x48_ab_rows, b_ahead = 8, a_ahead = 64, "avx512f", f32, __m512, 16, 8, 3,
     _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps
 );
 
@@ -88,14 +88,14 @@ super::simd_kernel!(
     /// f32, MR = 8, NR = 48 read as six 8-lane vectors: `::<1>` computes
     /// the first 8 columns of a last panel of at most 8 (same sums as
     /// [`f32_8x48`], no FMAs on 8 padding lanes).
-    f32_8x48_half, f32_8x48_half_rows, f32_8x48_half_a_rows, f32_8x48_half_ab_rows, b_ahead = 8, "avx512f,avx2,fma", f32, __m256, 8, 8, 6,
+    f32_8x48_half, f32_8x48_half_rows, f32_8x48_half_a_rows, f32_8x48_half_ab_rows, b_ahead = 8, a_ahead = 64, "avx512f,avx2,fma", f32, __m256, 8, 8, 6,
     _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps, _mm256_mul_ps, _mm256_add_ps
 );
 
 super::simd_kernel!(
     /// f64, MR = 8, NR = 24 read as six 4-lane vectors: as
     /// [`f32_8x48_half`], for f64.
-    f64_8x24_half, f64_8x24_half_rows, f64_8x24_half_a_rows, f64_8x24_half_ab_rows, b_ahead = 8, "avx512f,avx2,fma", f64, __m256d, 4, 8, 6,
+    f64_8x24_half, f64_8x24_half_rows, f64_8x24_half_a_rows, f64_8x24_half_ab_rows, b_ahead = 8, a_ahead = 64, "avx512f,avx2,fma", f64, __m256d, 4, 8, 6,
     _mm256_setzero_pd, _mm256_set1_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fmadd_pd, _mm256_mul_pd, _mm256_add_pd
 );
 
@@ -104,32 +104,32 @@ super::simd_kernel!(
     /// broadcast fill 31 of the 32 registers. For the products with B read
     /// in place whose rows it pads least (see
     /// [`super::kernel::HasKernels::rows_kernel`]).
-    f64_9x24, f64_9x24_rows, f64_9x24_a_rows, f64_9x24_ab_rows, b_ahead = 8, "avx512f", f64, __m512d, 8, 9, 3,
+    f64_9x24, f64_9x24_rows, f64_9x24_a_rows, f64_9x24_ab_rows, b_ahead = 8, a_ahead = 64, "avx512f", f64, __m512d, 8, 9, 3,
     _mm512_setzero_pd, _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fmadd_pd, _mm512_mul_pd, _mm512_add_pd
 );
 
 super::simd_kernel!(
     /// f32, MR = 9, NR = 48: as [`f64_9x24`], for f32.
-    f32_9x48, f32_9x48_rows, f32_9x48_a_rows, f32_9x48_ab_rows, b_ahead = 8, "avx512f", f32, __m512, 16, 9, 3,
+    f32_9x48, f32_9x48_rows, f32_9x48_a_rows, f32_9x48_ab_rows, b_ahead = 8, a_ahead = 64, "avx512f", f32, __m512, 16, 9, 3,
     _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps
 );
 
 super::simd_kernel!(
     /// f64, MR = 5, NR = 40: 25 accumulators and five B vectors, for the
     /// products with B read in place whose rows it pads least.
-    f64_5x40, f64_5x40_rows, f64_5x40_a_rows, f64_5x40_ab_rows, b_ahead = 8, "avx512f", f64, __m512d, 8, 5, 5,
+    f64_5x40, f64_5x40_rows, f64_5x40_a_rows, f64_5x40_ab_rows, b_ahead = 8, a_ahead = 64, "avx512f", f64, __m512d, 8, 5, 5,
     _mm512_setzero_pd, _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fmadd_pd, _mm512_mul_pd, _mm512_add_pd
 );
 
 super::simd_kernel!(
     /// f32, MR = 5, NR = 80: as [`f64_5x40`], for f32.
-    f32_5x80, f32_5x80_rows, f32_5x80_a_rows, f32_5x80_ab_rows, b_ahead = 8, "avx512f", f32, __m512, 16, 5, 5,
+    f32_5x80, f32_5x80_rows, f32_5x80_a_rows, f32_5x80_ab_rows, b_ahead = 8, a_ahead = 64, "avx512f", f32, __m512, 16, 5, 5,
     _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps
 );
 
 super::simd_kernel_a_rows!(
     /// f32, MR = 12, NR = 32 (two 16-lane vectors), A read in place.
-    f32_12x32_a_rows, "avx512f", f32, __m512, 16, 12, 2,
+    f32_12x32_a_rows, a_ahead = 64, "avx512f", f32, __m512, 16, 12, 2,
     _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps
 );
 
@@ -139,12 +139,12 @@ super::simd_kernel_a_rows!(
     /// registers. Taken where it pads fewer taps than 12 rows: CS231n's
     /// 27 in two panels, not three, 1.02-1.09× on its backward pass
     /// (alternated call by call); on 576 and 256 taps 0.97-0.99×.
-    f32_14x32_a_rows, "avx512f", f32, __m512, 16, 14, 2,
+    f32_14x32_a_rows, a_ahead = 64, "avx512f", f32, __m512, 16, 14, 2,
     _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps
 );
 
 super::simd_kernel_a_rows!(
     /// f64, MR = 12, NR = 16 (two 8-lane vectors), A read in place.
-    f64_12x16_a_rows, "avx512f", f64, __m512d, 8, 12, 2,
+    f64_12x16_a_rows, a_ahead = 64, "avx512f", f64, __m512d, 8, 12, 2,
     _mm512_setzero_pd, _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fmadd_pd, _mm512_mul_pd, _mm512_add_pd
 );

@@ -17,7 +17,7 @@
 
 macro_rules! simd_kernel {
     (
-        $(#[$doc:meta])* $name:ident, $rows_name:ident, $a_rows_name:ident, $ab_rows_name:ident, b_ahead = $b_ahead:literal, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
+        $(#[$doc:meta])* $name:ident, $rows_name:ident, $a_rows_name:ident, $ab_rows_name:ident, b_ahead = $b_ahead:literal, a_ahead = $a_ahead:literal, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
         $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident, $mul:ident, $add:ident
     ) => {
         $crate::gemm::simd_kernel::simd_kernel!(@body
@@ -51,7 +51,7 @@ macro_rules! simd_kernel {
             $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
         $crate::gemm::simd_kernel::simd_kernel_a_rows!(
-            $(#[$doc])* $a_rows_name, $feature, $t, $vec, $lanes, $mr, $nv,
+            $(#[$doc])* $a_rows_name, a_ahead = $a_ahead, $feature, $t, $vec, $lanes, $mr, $nv,
             $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
         $crate::gemm::simd_kernel::simd_kernel!(@body
@@ -180,7 +180,7 @@ macro_rules! simd_kernel {
 /// packed micro-panel.
 macro_rules! simd_kernel_a_rows {
     (
-        $(#[$doc:meta])* $name:ident, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
+        $(#[$doc:meta])* $name:ident, a_ahead = $a_ahead:literal, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
         $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident, $mul:ident, $add:ident
     ) => {
         $crate::gemm::simd_kernel::simd_kernel!(@body
@@ -195,15 +195,17 @@ macro_rules! simd_kernel_a_rows {
             |p, i| *rows_a[i].add(p),
             |p, kc| b.add(p * $lanes * $nv),
             {
-                // Twelve or fourteen rows stream in at once, more than the hardware
-                // prefetchers follow: once per cache line of steps, fetch
-                // every row's line AHEAD steps on.
-                const AHEAD: usize = 64;
+                // Twelve or fourteen rows stream in at once, more than the
+                // hardware prefetchers follow: once per cache line of steps,
+                // fetch every row's line `a_ahead` steps on (0: leave it to
+                // the hardware — on AVX2's 16 registers the branch made
+                // LLVM keep an accumulator on the stack, halving the
+                // kernel's speed).
                 const LINE: usize = 64 / std::mem::size_of::<$t>();
-                if p % LINE == 0 {
+                if $a_ahead > 0 && p % LINE == 0 {
                     for row in rows_a.iter() {
                         std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                            row.wrapping_add(p + AHEAD) as *const i8,
+                            row.wrapping_add(p + $a_ahead) as *const i8,
                         );
                     }
                 }
