@@ -19,8 +19,9 @@
 //! short KC block waiting for the other threads; it runs as row bands
 //! instead ([`gemm_row_bands`]): one band of C's rows per thread through
 //! the whole K loop, each reading its rows of A in place (or packing them,
-//! where A's columns are not contiguous), B's KC blocks packed once each,
-//! just ahead of use, by the first band to reach them.
+//! where A's columns are not contiguous or its rows a multiple of 4 KiB
+//! apart), B's KC blocks packed once each, just ahead of use, by the
+//! first band to reach them.
 
 use super::kernel::MicroKernel;
 use super::pack::{aligned, depth_blocks, pack_a, PackB};
@@ -154,6 +155,8 @@ pub(crate) fn gemm_blocked<T: Element, S: Slot<T>>(
         let b_pack = aligned(b_buf, kern.nc.min(n).div_ceil(nr) * nr * kc_max);
         for jc in (0..n).step_by(kern.nc) {
             let nc = kern.nc.min(n - jc);
+            let (mc, jb) = task_blocks(kern, (m, kern.mc), nc, threads);
+            let jb = even_shares(jb, nr, (m, mc), nc, threads);
             for pc in (0..k).step_by(kern.kc) {
                 let kc = kern.kc.min(k - pc);
                 let a_pack = &mut a_pack[..m.div_ceil(mr) * mr * kc];
@@ -172,8 +175,6 @@ pub(crate) fn gemm_blocked<T: Element, S: Slot<T>>(
                 let beta = if pc == 0 { beta } else { T::ONE };
                 let task =
                     |block| multiply_block(kern, kc, (alpha, beta), (APanels::Packed(a_pack), b_pack), block);
-                let (mc, jb) = task_blocks(kern, (m, kern.mc), nc, threads);
-                let jb = even_shares(jb, nr, (m, mc), nc, threads);
                 let blocks = grid(c.slice_mut(s![.., jc..jc + nc]), mc, jb);
                 if parallel && blocks.len() > 1 {
                     blocks.into_par_iter().for_each(task);
@@ -225,12 +226,11 @@ fn row_bands_apply<T>(
 /// forward 1.04-1.06x, backward 1.01x, GEMM 512 × 4608 × 392
 /// 1.02-1.06x, 768³ 1.04-1.09x, 1024³ 1.01-1.02x. Where A's columns are
 /// contiguous (and its rows not a multiple of 4 KiB apart) its rows are
-/// read in place, not packed: each band's A panel
-/// feeds only n/NR tiles (against packing, call by call on two threads:
-/// the 7×7 layer's forward 1.02-1.04x, backward 1.01x, GEMM 512 × 4608 ×
-/// 392 1.04-1.05x, f64 1.06x, 768³ 1.01x, 1024³ 1.00-1.02x). The tiles
-/// and the order of their sums are the KC-block loop's: so are the
-/// results, bit for bit.
+/// read in place, not packed: each band's A panel feeds only n/NR tiles
+/// (against packing, call by call on two threads: the 7×7 layer's
+/// forward 1.02-1.04x, backward 1.01x, GEMM 512 × 4608 × 392
+/// 1.04-1.05x, f64 1.06x, 768³ 1.01x). The tiles and the order of their
+/// sums are the KC-block loop's: so are the results, bit for bit.
 fn gemm_row_bands<T: Element, S: Slot<T>>(
     kern: &MicroKernel<T>,
     alpha: T,

@@ -1,6 +1,6 @@
 //! AVX2 + FMA micro-kernels: f32 6×16 and f64 6×8 (12 ymm accumulators,
-//! 2 B vectors, 1 broadcast: 15 of the 16 registers), each also with its A
-//! rows read in place.
+//! 2 B vectors, 1 broadcast: 15 of the 16 registers), each in the four
+//! flavors of `simd_kernel!` (A and B each packed or read in place).
 
 #![cfg(target_arch = "x86_64")]
 

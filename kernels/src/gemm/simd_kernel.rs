@@ -10,10 +10,10 @@
 //! need not lie side by side) — the [`super::kernel::KernelFn`],
 //! [`super::kernel::RowsKernelFn`], [`super::kernel::ARowsKernelFn`] and
 //! [`super::kernel::ABRowsKernelFn`] contracts. `simd_kernel_a_rows!`
-//! makes the third alone, for tiles of their own. `simd_kernel_masked_rows!` makes the rows kernel
-//! whose B loads go under per-tap lane masks (the
-//! [`super::kernel::MaskedRowsKernelFn`] contract: rows read where they
-//! lie in a padded image, the padding masked).
+//! makes the third alone, for tiles of their own.
+//! `simd_kernel_masked_rows!` makes the rows kernel whose B loads go under
+//! per-tap lane masks (the [`super::kernel::MaskedRowsKernelFn`] contract:
+//! rows read where they lie in a padded image, the padding masked).
 
 macro_rules! simd_kernel {
     (
