@@ -53,17 +53,13 @@ pub(crate) unsafe fn kernel_rows<T: Element, const MR: usize, const NR: usize>(
 ) {
     // SAFETY: the caller guarantees kc·MR values at `a`, kc offsets, and NR
     // values at `b + offsets[p]` for every p < kc.
-    let (a, offsets) = unsafe {
+    let (a, b_rows) = unsafe {
         (
             std::slice::from_raw_parts(a, kc * MR),
-            std::slice::from_raw_parts(offsets, kc),
+            b_rows::<T, NR>(b, offsets, kc),
         )
     };
-    let steps = a.chunks_exact(MR).zip(offsets.iter().map(|&o| {
-        // SAFETY: as above.
-        unsafe { std::slice::from_raw_parts(b.offset(o), NR) }
-    }));
-    let acc = accumulate::<T, MR, NR>(steps);
+    let acc = accumulate::<T, MR, NR>(a.chunks_exact(MR).zip(b_rows));
     // SAFETY: forwarded from the caller.
     unsafe { store(&acc, c, rsc, csc, rows, cols, alpha, beta) };
 }
@@ -87,16 +83,13 @@ pub(crate) unsafe fn kernel_a_rows<T: Element, const MR: usize, const NR: usize>
 ) {
     // SAFETY: the caller guarantees MR row pointers, kc values at each, and
     // kc·NR values at `b`.
-    let (a_rows, b) = unsafe {
+    let (a_steps, b) = unsafe {
         (
-            std::slice::from_raw_parts(a_rows, MR),
+            a_steps::<T, MR>(a_rows, kc),
             std::slice::from_raw_parts(b, kc * NR),
         )
     };
-    // SAFETY: as above.
-    let a_rows: [&[T]; MR] = std::array::from_fn(|i| unsafe { std::slice::from_raw_parts(a_rows[i], kc) });
-    let steps = (0..kc).map(|p| std::array::from_fn::<T, MR, _>(|i| a_rows[i][p]));
-    let acc = accumulate::<T, MR, NR>(steps.zip(b.chunks_exact(NR)));
+    let acc = accumulate::<T, MR, NR>(a_steps.zip(b.chunks_exact(NR)));
     // SAFETY: forwarded from the caller.
     unsafe { store(&acc, c, rsc, csc, rows, cols, alpha, beta) };
 }
@@ -121,22 +114,42 @@ pub(crate) unsafe fn kernel_ab_rows<T: Element, const MR: usize, const NR: usize
 ) {
     // SAFETY: the caller guarantees MR row pointers with kc values each, kc
     // offsets, and NR values at `b + offsets[p]` for every p < kc.
-    let (a_rows, offsets) = unsafe {
-        (
-            std::slice::from_raw_parts(a_rows, MR),
-            std::slice::from_raw_parts(offsets, kc),
-        )
-    };
-    // SAFETY: as above.
-    let a_rows: [&[T]; MR] = std::array::from_fn(|i| unsafe { std::slice::from_raw_parts(a_rows[i], kc) });
-    let steps = (0..kc).map(|p| std::array::from_fn::<T, MR, _>(|i| a_rows[i][p]));
-    let b_rows = offsets.iter().map(|&o| {
-        // SAFETY: as above.
-        unsafe { std::slice::from_raw_parts(b.offset(o), NR) }
-    });
-    let acc = accumulate::<T, MR, NR>(steps.zip(b_rows));
+    let (a_steps, b_rows) = unsafe { (a_steps::<T, MR>(a_rows, kc), b_rows::<T, NR>(b, offsets, kc)) };
+    let acc = accumulate::<T, MR, NR>(a_steps.zip(b_rows));
     // SAFETY: forwarded from the caller.
     unsafe { store(&acc, c, rsc, csc, rows, cols, alpha, beta) };
+}
+
+/// Step p's MR values of A, `a_rows[i][p]`, for p < kc.
+///
+/// # Safety
+/// `a_rows` must point to MR row pointers, each to `kc` readable values,
+/// for as long as the steps are read.
+unsafe fn a_steps<'a, T: Element + 'a, const MR: usize>(
+    a_rows: *const *const T,
+    kc: usize,
+) -> impl Iterator<Item = [T; MR]> + 'a {
+    // SAFETY: as the caller guarantees.
+    let rows: [&[T]; MR] = std::array::from_fn(|i| unsafe { std::slice::from_raw_parts(*a_rows.add(i), kc) });
+    (0..kc).map(move |p| std::array::from_fn(|i| rows[i][p]))
+}
+
+/// Step p's NR values of B, at `b + offsets[p]`, for p < kc.
+///
+/// # Safety
+/// `offsets` must point to `kc` offsets and `b + offsets[p]` to NR
+/// readable values for every p < kc, for as long as the steps are read.
+unsafe fn b_rows<'a, T: Element + 'a, const NR: usize>(
+    b: *const T,
+    offsets: *const isize,
+    kc: usize,
+) -> impl Iterator<Item = &'a [T]> + 'a {
+    // SAFETY: as the caller guarantees.
+    let offsets = unsafe { std::slice::from_raw_parts(offsets, kc) };
+    // SAFETY: as the caller guarantees.
+    offsets
+        .iter()
+        .map(move |&o| unsafe { std::slice::from_raw_parts(b.offset(o), NR) })
 }
 
 /// The MR×NR sums of `a[i]·b[j]` over the steps, in order.
