@@ -255,10 +255,13 @@ fn gemm_row_bands<T: Element, S: Slot<T>>(
     super::kernel::with_pack_buffers(true, |a_buf, b_buf| {
         let b_blocks = PackedBlocks::new(aligned(b_buf, n_pad * k), &depth, n_pad);
         let pack_block = |i: usize| b_blocks.pack(i, |d, dst| b.pack(d, 0..n, nr, dst, false));
-        let a_pack = aligned(a_buf, m.div_ceil(band_rows) * band_rows * kc_max);
+        // Room for each band's packed A, none where A is read in place.
+        let room = if a_in_place { 0 } else { band_rows * kc_max };
+        let a_pack = aligned(a_buf, m.div_ceil(band_rows) * room);
+        let mut rooms = a_pack.chunks_mut(room.max(1));
         let bands: Vec<_> = c
             .axis_chunks_iter_mut(Axis(0), band_rows)
-            .zip(a_pack.chunks_mut(band_rows * kc_max))
+            .map(|band| (band, rooms.next().unwrap_or_default()))
             .enumerate()
             .collect();
         bands.into_par_iter().for_each(|(i, (mut band, a_pack))| {
