@@ -1517,11 +1517,16 @@ proptest! {
         check_implicit_gemm::<f64>(&g, m, 0.0, &raw);
     }
 
-    /// Batches with a bias, in parallel and serially.
+    /// Batches with a bias, in parallel and serially; the images one
+    /// apart, or further than the kernel reaches (NaN between: lanes read
+    /// off the image are cleared or never read).
     #[test]
     fn implicit_gemm_same_width_batch(g in same_width_geometry(), m in 1usize..40, count in 1usize..4, with_bias: bool, raw in data(131)) {
-        check_implicit_gemm_batch::<f32>(&g, (1, m), count, 1, with_bias, &raw);
-        check_implicit_gemm_batch::<f64>(&g, (1, m), count, 1, with_bias, &raw);
+        let reach = g.input[1] * (g.kernel[0] * g.dilation[0] + g.pad[0] + 1);
+        for gap in [1, reach] {
+            check_implicit_gemm_batch::<f32>(&g, (1, m), count, gap, with_bias, &raw);
+            check_implicit_gemm_batch::<f64>(&g, (1, m), count, gap, with_bias, &raw);
+        }
         // Into a slice of a larger C, also stored pixel-major, with a bias.
         check_implicit_gemm_stacked::<f32>(&g, m, count, 1, 0.0, &raw);
         check_implicit_gemm_stacked::<f64>(&g, m, count, 1, 0.0, &raw);
@@ -1545,7 +1550,17 @@ fn check_implicit_gemm_batch<T: Real>(
     let (group_len, p) = (c * geom.input_len(), geom.output_len());
     let stride = groups * group_len + gap;
     let value = |i: usize| <T as Element>::from_f64(raw[i % raw.len()]);
-    let images: Vec<T> = (0..count * stride).map(|i| value(i * 5 + 2)).collect();
+    // The gaps between images hold NaN: a lane read there and counted
+    // would show.
+    let images: Vec<T> = (0..count * stride)
+        .map(|i| {
+            if i % stride < groups * group_len {
+                value(i * 5 + 2)
+            } else {
+                <T as Element>::from_f64(f64::NAN)
+            }
+        })
+        .collect();
     let k = c * geom.kernel_len();
     let a: Vec<Array2<T>> = (0..groups)
         .map(|gr| Array2::from_shape_fn((m, k), |(i, j)| value(gr * 13 + i * 7 + j * 3 + 1)))

@@ -280,6 +280,7 @@ pub(crate) fn im2col_product<T: Element, S: Slot<T>>(
                                     a_panel.as_ptr(),
                                     data.as_ptr().add(from),
                                     offsets.as_ptr(),
+                                    std::ptr::null(),
                                     tile,
                                     rsc,
                                     csc,

@@ -112,6 +112,7 @@ pub(super) fn im2col_product<T: Element, S: Slot<T>>(
                             a_panel.as_ptr(),
                             band.as_ptr().add(j),
                             offsets.as_ptr(),
+                            std::ptr::null(),
                             base.offset(i as isize * rsc + j as isize * csc),
                             rsc,
                             csc,

@@ -212,6 +212,7 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
                                     a_panel.as_ptr(),
                                     b_panel,
                                     b_offsets.as_ptr(),
+                                    std::ptr::null(),
                                     tile,
                                     rsc,
                                     csc,

@@ -18,8 +18,10 @@
 //! 1.00-1.03× on that layer's forward pass and 1.01-1.03× on that GEMM on
 //! one thread.
 //!
-//! Each rows kernel has a twin with masked B loads (`*_masked`), for the
-//! in-image convolution route ([`super::in_image`]).
+//! Each rows kernel has a twin with masked B loads (`*_masked`), and one
+//! reading B's vectors whole and clearing the lanes off the masks
+//! (`*_zeroing`), for the in-image convolution route
+//! ([`super::in_image`]).
 //!
 //! The kernels with A read in place (a convolution's dW, where A's rows are
 //! taps and B's columns filters) are 12×32 or 14×32 f32 and 12×16 f64
@@ -31,45 +33,83 @@
 use std::arch::x86_64::*;
 
 // The rows kernels with masked B loads (see
-// [`super::kernel::MaskedRowsKernelFn`]), one per tile of the rows kernels.
+// [`super::kernel::MaskedRowsKernelFn`]) and their zeroing twins
+// ([`super::kernel::ZeroingRowsKernelFn`]), one pair per tile of the rows
+// kernels.
 macro_rules! masked_rows {
-    ($(#[$doc:meta])* $name:ident, f32, $mr:literal, $nv:literal) => {
+    ($(#[$doc:meta])* $name:ident, $zeroing:ident, f32, $mr:literal, $nv:literal) => {
         super::simd_kernel_masked_rows!(
             $(#[$doc])* $name, "avx512f", f32, __m512, 16, $mr, $nv, u16, _mm512_maskz_loadu_ps,
             _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps
         );
+        super::simd_kernel_zeroing_rows!(
+            $(#[$doc])* $zeroing, "avx512f", f32, __m512, 16, $mr, $nv, load_cleared_ps,
+            _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps
+        );
     };
-    ($(#[$doc:meta])* $name:ident, f64, $mr:literal, $nv:literal) => {
+    ($(#[$doc:meta])* $name:ident, $zeroing:ident, f64, $mr:literal, $nv:literal) => {
         super::simd_kernel_masked_rows!(
             $(#[$doc])* $name, "avx512f", f64, __m512d, 8, $mr, $nv, u8, _mm512_maskz_loadu_pd,
+            _mm512_setzero_pd, _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fmadd_pd, _mm512_mul_pd, _mm512_add_pd
+        );
+        super::simd_kernel_zeroing_rows!(
+            $(#[$doc])* $zeroing, "avx512f", f64, __m512d, 8, $mr, $nv, load_cleared_pd,
             _mm512_setzero_pd, _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fmadd_pd, _mm512_mul_pd, _mm512_add_pd
         );
     };
 }
 
+/// The 16 f32 at `p`, the lanes off `mask` cleared.
+///
+/// # Safety
+/// 16 values readable at `p`; `mask` valid; the CPU has AVX-512F.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load_cleared_ps(p: *const f32, mask: *const super::kernel::LaneVector) -> __m512 {
+    // SAFETY: as the caller's; a LaneVector is 64 aligned bytes.
+    unsafe {
+        let lanes = _mm512_load_si512(mask.cast());
+        _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(p)), lanes))
+    }
+}
+
+/// The 8 f64 at `p`, the lanes off `mask` cleared.
+///
+/// # Safety
+/// 8 values readable at `p`; `mask` valid; the CPU has AVX-512F.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load_cleared_pd(p: *const f64, mask: *const super::kernel::LaneVector) -> __m512d {
+    // SAFETY: as the caller's; a LaneVector is 64 aligned bytes.
+    unsafe {
+        let lanes = _mm512_load_si512(mask.cast());
+        _mm512_castsi512_pd(_mm512_and_si512(_mm512_castpd_si512(_mm512_loadu_pd(p)), lanes))
+    }
+}
+
 masked_rows!(
-    /// f32, MR = 8, NR = 48, B's lanes masked.
-    f32_8x48_masked, f32, 8, 3
+    /// f32, MR = 8, NR = 48, B's lanes masked (or cleared).
+    f32_8x48_masked, f32_8x48_zeroing, f32, 8, 3
 );
 masked_rows!(
-    /// f32, MR = 9, NR = 48, B's lanes masked.
-    f32_9x48_masked, f32, 9, 3
+    /// f32, MR = 9, NR = 48, B's lanes masked (or cleared).
+    f32_9x48_masked, f32_9x48_zeroing, f32, 9, 3
 );
 masked_rows!(
-    /// f32, MR = 5, NR = 80, B's lanes masked.
-    f32_5x80_masked, f32, 5, 5
+    /// f32, MR = 5, NR = 80, B's lanes masked (or cleared).
+    f32_5x80_masked, f32_5x80_zeroing, f32, 5, 5
 );
 masked_rows!(
-    /// f64, MR = 8, NR = 24, B's lanes masked.
-    f64_8x24_masked, f64, 8, 3
+    /// f64, MR = 8, NR = 24, B's lanes masked (or cleared).
+    f64_8x24_masked, f64_8x24_zeroing, f64, 8, 3
 );
 masked_rows!(
-    /// f64, MR = 9, NR = 24, B's lanes masked.
-    f64_9x24_masked, f64, 9, 3
+    /// f64, MR = 9, NR = 24, B's lanes masked (or cleared).
+    f64_9x24_masked, f64_9x24_zeroing, f64, 9, 3
 );
 masked_rows!(
-    /// f64, MR = 5, NR = 40, B's lanes masked.
-    f64_5x40_masked, f64, 5, 5
+    /// f64, MR = 5, NR = 40, B's lanes masked (or cleared).
+    f64_5x40_masked, f64_5x40_zeroing, f64, 5, 5
 );
 
 super::simd_kernel!(

@@ -43,6 +43,7 @@ pub(crate) unsafe fn kernel_rows<T: Element, const MR: usize, const NR: usize>(
     a: *const T,
     b: *const T,
     offsets: *const isize,
+    bias: *const T,
     c: *mut T,
     rsc: isize,
     csc: isize,
@@ -62,6 +63,15 @@ pub(crate) unsafe fn kernel_rows<T: Element, const MR: usize, const NR: usize>(
     let acc = accumulate::<T, MR, NR>(a.chunks_exact(MR).zip(b_rows));
     // SAFETY: forwarded from the caller.
     unsafe { store(&acc, c, rsc, csc, rows, cols, alpha, beta) };
+    if !bias.is_null() {
+        for i in 0..rows {
+            for j in 0..cols {
+                // SAFETY: (i, j) lies in the caller's tile; bias holds
+                // `rows` values (the caller's).
+                unsafe { *c.offset(i as isize * rsc + j as isize * csc) += *bias.add(i) };
+            }
+        }
+    }
 }
 
 /// See [`super::kernel::ARowsKernelFn`].

@@ -46,7 +46,7 @@ mod simd_kernel;
 mod transpose;
 
 pub use batch::gemm_im2col_batch;
-use simd_kernel::{simd_kernel, simd_kernel_a_rows, simd_kernel_masked_rows};
+use simd_kernel::{simd_kernel, simd_kernel_a_rows, simd_kernel_masked_rows, simd_kernel_zeroing_rows};
 use std::sync::OnceLock;
 
 use crate::error::{check_len, checked_product, Error, Result};
@@ -952,6 +952,84 @@ mod tests {
             for isa in Isa::supported() {
                 check::<f32>(isa, (m, k, n), t, alpha, beta, parallel);
                 check::<f64>(isa, (m, k, n), t, alpha, beta, parallel);
+            }
+        }
+    }
+
+    /// One call of a B-in-place kernel on a rows × cols tile with a bias
+    /// equals the call without one, then bias[i] added to row i's values,
+    /// bit for bit: full and partial tiles, C with unit or wide column
+    /// stride.
+    fn check_rows_bias<T: Element + reference::Real>(
+        isa: Isa,
+        (rows, cols, kc): (usize, usize, usize),
+        (beta, unit_columns): (f64, bool),
+    ) {
+        let kern = T::kernel(isa);
+        let (rows, cols) = (rows.min(kern.mr), cols.min(kern.nr));
+        let value =
+            |seed: u64, i: usize| <T as Element>::from_f64(reference::dropout_uniform(seed, i as u64) - 0.5);
+        let a_packed: Vec<T> = (0..kc * kern.mr).map(|i| value(1, i)).collect();
+        // B's step p at (kc − 1 − p)·(NR + 3): reversed, with gaps.
+        let store: Vec<T> = (0..kc * (kern.nr + 3)).map(|i| value(2, i)).collect();
+        let offsets: Vec<isize> = (0..kc).map(|p| ((kc - 1 - p) * (kern.nr + 3)) as isize).collect();
+        let bias: Vec<T> = (0..rows).map(|i| value(4, i)).collect();
+        let (rsc, csc) = if unit_columns {
+            (cols + 2, 1)
+        } else {
+            (1, rows + 1)
+        };
+        let c0: Vec<T> = (0..(rows + 1) * (cols + 2)).map(|i| value(3, i)).collect();
+        let (alpha, beta) = (<T as Element>::from_f64(-0.75), <T as Element>::from_f64(beta));
+        let run = |bias: *const T| {
+            let mut c = c0.clone();
+            // SAFETY: kc·MR values of A; NR values at every offset; a rows
+            // × cols tile of `c` at strides (rsc, csc); `bias` null or
+            // `rows` values.
+            unsafe {
+                (kern.rows_for_cols(cols))(
+                    kc,
+                    a_packed.as_ptr(),
+                    store.as_ptr(),
+                    offsets.as_ptr(),
+                    bias,
+                    c.as_mut_ptr(),
+                    rsc as isize,
+                    csc as isize,
+                    rows,
+                    cols,
+                    alpha,
+                    beta,
+                );
+            }
+            c
+        };
+        let mut expected = run(std::ptr::null());
+        for i in 0..rows {
+            for j in 0..cols {
+                expected[i * rsc + j * csc] += bias[i];
+            }
+        }
+        let got = run(bias.as_ptr());
+        let bits = |x: &[T]| {
+            x.iter()
+                .map(|v| Element::to_f64(*v).to_bits())
+                .collect::<Vec<u64>>()
+        };
+        assert_eq!(bits(&got), bits(&expected), "{isa:?} {rows}×{cols}, kc {kc}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn every_rows_kernel_adds_its_bias_after_the_sum(
+            rows in 1usize..10, cols in 1usize..50, kc in 1usize..40,
+            beta in prop::sample::select(vec![0.0, 1.0, 0.5]),
+            unit_columns in any::<bool>(),
+        ) {
+            for isa in Isa::supported() {
+                check_rows_bias::<f32>(isa, (rows, cols, kc), (beta, unit_columns));
+                check_rows_bias::<f64>(isa, (rows, cols, kc), (beta, unit_columns));
             }
         }
     }

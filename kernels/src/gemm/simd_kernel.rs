@@ -13,7 +13,10 @@
 //! makes the third alone, for tiles of their own.
 //! `simd_kernel_masked_rows!` makes the rows kernel whose B loads go under
 //! per-tap lane masks (the [`super::kernel::MaskedRowsKernelFn`] contract:
-//! rows read where they lie in a padded image, the padding masked).
+//! rows read where they lie in a padded image, the padding masked);
+//! `simd_kernel_zeroing_rows!` its twin reading whole vectors and clearing
+//! the lanes off the masks with an AND (the
+//! [`super::kernel::ZeroingRowsKernelFn`] contract).
 
 macro_rules! simd_kernel {
     (
@@ -36,18 +39,18 @@ macro_rules! simd_kernel {
                     }
                 }
             },
-            |bp, v| $load(bp.add(v * $lanes)),
+            |bp, v| $load(bp.add(v * $lanes)), bias = std::ptr::null::<$t>(),
             $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
         $crate::gemm::simd_kernel::simd_kernel!(@body
             $(#[$doc])*
             /// B: rows read in place, step p's at `b + offsets[p]`.
-            $rows_name, (a: *const $t, b: *const $t, offsets: *const isize), {}, |p, i| *a.add(p * $mr + i),
+            $rows_name, (a: *const $t, b: *const $t, offsets: *const isize, row_bias: *const $t), {}, |p, i| *a.add(p * $mr + i),
             |p, kc| b.offset(*offsets.add(p)),
             {
                 $crate::gemm::simd_kernel::prefetch_row(b, offsets, p, kc, $lanes * USED * std::mem::size_of::<$t>());
             },
-            |bp, v| $load(bp.add(v * $lanes)),
+            |bp, v| $load(bp.add(v * $lanes)), bias = row_bias,
             $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
         $crate::gemm::simd_kernel::simd_kernel_a_rows!(
@@ -71,13 +74,13 @@ macro_rules! simd_kernel {
                 // keep up (fetching them ahead measured 0.99-1.01x).
                 $crate::gemm::simd_kernel::prefetch_row(b, offsets, p, kc, $lanes * USED * std::mem::size_of::<$t>());
             },
-            |bp, v| $load(bp.add(v * $lanes)),
+            |bp, v| $load(bp.add(v * $lanes)), bias = std::ptr::null::<$t>(),
             $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
     };
     (@body
         $(#[$doc:meta])* $name:ident, ($($arg:ident: $argt:ty),*), {$($setup:tt)*}, |$ap:ident, $i:ident| $a_value:expr,
-        |$p:ident, $kc:ident| $b_step:expr, $prefetch:block, |$bp:ident, $v:ident| $b_load:expr,
+        |$p:ident, $kc:ident| $b_step:expr, $prefetch:block, |$bp:ident, $v:ident| $b_load:expr, bias = $bias:expr,
         $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
         $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident, $mul:ident, $add:ident
     ) => {
@@ -127,6 +130,8 @@ macro_rules! simd_kernel {
             }
             let alpha_v = $set1(alpha);
             let beta_v = $set1(beta);
+            // Null, or the tile's MR row biases, added after the sum.
+            let bias: *const $t = $bias;
             if rows == $mr && cols == USED * $lanes && csc == 1 {
                 for (i, row) in acc.iter().enumerate() {
                     for (v, &value) in row.iter().enumerate() {
@@ -135,7 +140,10 @@ macro_rules! simd_kernel {
                         unsafe {
                             let p = c.offset(i as isize * rsc).add(v * $lanes);
                             let ab = $mul(alpha_v, value);
-                            let out = if beta == 0.0 { ab } else { $add(ab, $mul(beta_v, $load(p))) };
+                            let mut out = if beta == 0.0 { ab } else { $add(ab, $mul(beta_v, $load(p))) };
+                            if !bias.is_null() {
+                                out = $add(out, $set1(*bias.add(i)));
+                            }
                             $store(p, out);
                         }
                     }
@@ -150,6 +158,8 @@ macro_rules! simd_kernel {
                 }
                 for i in 0..rows {
                     let values = &tile[i * NR..i * NR + cols];
+                    // SAFETY: i < rows ≤ MR values where bias is not null.
+                    let add = if bias.is_null() { 0.0 } else { unsafe { *bias.add(i) } };
                     if csc == 1 {
                         // SAFETY: row i of the tile, `cols` contiguous values.
                         let out = unsafe { std::slice::from_raw_parts_mut(c.offset(i as isize * rsc), cols) };
@@ -157,6 +167,9 @@ macro_rules! simd_kernel {
                             out.iter_mut().zip(values).for_each(|(o, &v)| *o = alpha * v);
                         } else {
                             out.iter_mut().zip(values).for_each(|(o, &v)| *o = alpha * v + beta * *o);
+                        }
+                        if !bias.is_null() {
+                            out.iter_mut().for_each(|o| *o += add);
                         }
                         continue;
                     }
@@ -166,6 +179,9 @@ macro_rules! simd_kernel {
                             let p = c.offset(i as isize * rsc + j as isize * csc);
                             let ab = alpha * v;
                             *p = if beta == 0.0 { ab } else { ab + beta * *p };
+                            if !bias.is_null() {
+                                *p += add;
+                            }
                         }
                     }
                 }
@@ -210,7 +226,7 @@ macro_rules! simd_kernel_a_rows {
                     }
                 }
             },
-            |bp, v| $load(bp.add(v * $lanes)),
+            |bp, v| $load(bp.add(v * $lanes)), bias = std::ptr::null::<$t>(),
             $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
     };
@@ -231,7 +247,7 @@ macro_rules! simd_kernel_masked_rows {
             $(#[$doc])*
             /// B: rows read in place, step p's at `b + offsets[p]`, only
             /// the lanes of its tap's masks.
-            $name, (a: *const $t, b: *const $t, offsets: *const isize, masks: *const $crate::gemm::kernel::LaneMasks),
+            $name, (a: *const $t, b: *const $t, offsets: *const isize, masks: *const $crate::gemm::kernel::LaneMasks<u16>, row_bias: *const $t),
             {
                 // SAFETY: the caller passes valid masks.
                 let masks = unsafe { &*masks };
@@ -253,7 +269,47 @@ macro_rules! simd_kernel_masked_rows {
                 // by call against none.
                 $crate::gemm::simd_kernel::prefetch_row(b, offsets, p, kc, $lanes * USED * std::mem::size_of::<$t>());
             },
-            |bp, v| $maskz_load(*step_masks.add(v) as $mask, bp.wrapping_add(v * $lanes)),
+            |bp, v| $maskz_load(*step_masks.add(v) as $mask, bp.wrapping_add(v * $lanes)), bias = row_bias,
+            $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
+        );
+    };
+}
+
+/// Defines `unsafe fn $name` ([`super::kernel::ZeroingRowsKernelFn`])
+/// compiled with `#[target_feature(enable = $feature)]`: the rows kernel
+/// of [`simd_kernel!`] whose B vectors are read whole and ANDed with their
+/// [`super::kernel::LaneVector`] masks (`$and_load`), the masks of step p
+/// those of tap (first + p) mod taps.
+macro_rules! simd_kernel_zeroing_rows {
+    (
+        $(#[$doc:meta])* $name:ident, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
+        $and_load:ident,
+        $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident, $mul:ident, $add:ident
+    ) => {
+        $crate::gemm::simd_kernel::simd_kernel!(@body
+            $(#[$doc])*
+            /// B: rows read in place, step p's at `b + offsets[p]`, the
+            /// lanes off its tap's masks cleared.
+            $name, (a: *const $t, b: *const $t, offsets: *const isize, masks: *const $crate::gemm::kernel::LaneMasks<$crate::gemm::kernel::LaneVector>, row_bias: *const $t),
+            {
+                // SAFETY: the caller passes valid masks.
+                let masks = unsafe { &*masks };
+                let mut tap = masks.first;
+                let mut step_masks: *const $crate::gemm::kernel::LaneVector;
+            },
+            |p, i| *a.add(p * $mr + i),
+            |p, kc| {
+                step_masks = masks.table.add(tap * $nv);
+                tap += 1;
+                if tap == masks.taps {
+                    tap = 0;
+                }
+                b.offset(*offsets.add(p))
+            },
+            {
+                $crate::gemm::simd_kernel::prefetch_row(b, offsets, p, kc, $lanes * USED * std::mem::size_of::<$t>());
+            },
+            |bp, v| $and_load(bp.add(v * $lanes), step_masks.add(v)), bias = row_bias,
             $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
     };
@@ -291,3 +347,4 @@ pub(crate) unsafe fn prefetch_row<T>(b: *const T, offsets: *const isize, p: usiz
 pub(crate) use simd_kernel;
 pub(crate) use simd_kernel_a_rows;
 pub(crate) use simd_kernel_masked_rows;
+pub(crate) use simd_kernel_zeroing_rows;
