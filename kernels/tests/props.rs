@@ -1478,6 +1478,39 @@ fn implicit_gemm_same_width_many_channels() {
     }
 }
 
+/// 1×1 kernels with padding down (rows of padding above and below each
+/// image: tiles there are not whole), over images of several tiles, in
+/// batches with NaN between the images: the in-image route's masked and
+/// zeroing kernels on every instruction set that has them (AVX2 takes
+/// the route for 1×1 kernels only).
+#[test]
+fn implicit_gemm_same_width_pointwise_padded() {
+    let raw: Vec<f64> = (0..997).map(|i| ((i * 37 % 101) as f64) / 50.0 - 1.0).collect();
+    for (input, pad) in [
+        ([6, 13], [1, 0]),
+        ([9, 20], [2, 0]),
+        ([5, 30], [3, 0]),
+        ([4, 7], [0, 0]),
+    ] {
+        let g = Geometry {
+            channels: 5,
+            input,
+            kernel: [1, 1],
+            stride: [1, 1],
+            pad,
+            dilation: [1, 1],
+        };
+        for m in [3, 13] {
+            check_implicit_gemm::<f32>(&g, m, 0.0, &raw);
+            check_implicit_gemm::<f64>(&g, m, 0.0, &raw);
+            for gap in [1, 2 * input[1] + 40] {
+                check_implicit_gemm_batch::<f32>(&g, (1, m), 3, gap, true, &raw);
+                check_implicit_gemm_batch::<f64>(&g, (1, m), 3, gap, true, &raw);
+            }
+        }
+    }
+}
+
 /// More rows of A than the in-place limit over images of at least two
 /// bands' pixels (the in-image route takes up to 256 there), either side
 /// of 256, and over a smaller image (the packed route); with a bias, in

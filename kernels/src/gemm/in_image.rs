@@ -43,8 +43,9 @@
 //! 1.09× backward (its dx is such a product); ResNet's 3×3 at 28×28
 //! 1.08× / 1.03×, at 56×56 1.05× / 1.02×.
 //!
-//! It needs masked vector loads (AVX-512); elsewhere [`super::direct`]
-//! takes these products. Results equal that route's (and the packed
+//! It needs masked vector loads (AVX-512, or AVX2's `vmaskmov` for 1×1
+//! kernels: [`applies`]); elsewhere [`super::direct`] takes these
+//! products. Results equal that route's (and the packed
 //! route's) bit for bit: the same sums over the same KC blocks, the
 //! padding's zeros being masked or cleared lanes, the bias added after the
 //! sum.
@@ -59,9 +60,16 @@ use std::ops::Range;
 
 /// Whether `C ← alpha·A·im2col` over images of geometry `geom` takes this
 /// route: stride 1, the output as wide as the image, and a kernel with
-/// masked loads.
+/// masked loads — on 256-bit vectors (AVX2) only for 1×1 kernels: against
+/// [`super::direct`] (forced AVX2, two threads, f32, alternated call by
+/// call) the 256-channel 1×1 layer ran 1.17×, but the 3×3 layers
+/// 0.97-1.03× (the net 0.97×, 56×56 0.98×, 28×28 1.03×, 14×14 1.00×).
 pub(super) fn applies<T>(kern: &MicroKernel<T>, geom: &Window2d) -> bool {
-    kern.masked.is_some() && geom.stride() == [1, 1] && geom.output()[1] == geom.input()[1]
+    let wide_vectors = kern.lanes * std::mem::size_of::<T>() == 64;
+    kern.masked.is_some()
+        && (wide_vectors || geom.kernel_len() == 1)
+        && geom.stride() == [1, 1]
+        && geom.output()[1] == geom.input()[1]
 }
 
 /// Most rows of A this route takes beyond [`super::direct::MAX_ROWS`].
@@ -107,14 +115,14 @@ pub(super) fn im2col_product<T: Element, S: Slot<T>>(
     // The tiles not whole whose every lane of every tap lies in the batch
     // go to the zeroing kernels (where the CPU has them): the reach of the
     // offsets either way.
-    let use_zeroing = kern.zeroing.is_some() && lanes * std::mem::size_of::<T>() == 64;
+    let use_zeroing = kern.zeroing.is_some();
     let (lowest, highest) = (
         offsets.iter().copied().min().unwrap_or(0),
         offsets.iter().copied().max().unwrap_or(0),
     );
     // Every image's tiles lie at the same pixels (bands split whole tiles
     // off each image): their masks, worked out once.
-    let masks = TileMasks::new(geom, nr, lanes, use_zeroing);
+    let masks = TileMasks::new(geom, nr, lanes, std::mem::size_of::<T>());
     let last_step = depth.len() - 1;
     super::kernel::with_pack_buffers(parallel, |a_buf, _| {
         let a_pack = pack_a_blocks(a, (mr, kern.pack_a), &depth, a_buf, parallel);
@@ -218,7 +226,7 @@ pub(super) fn im2col_product<T: Element, S: Slot<T>>(
                         Reads::Masked => unsafe {
                             let (c, rsc, csc, rows, cols, alpha, beta) = tile_c;
                             let masks = LaneMasks {
-                                table: masks.bits[at..].as_ptr(),
+                                table: masks.vectors[at..].as_ptr(),
                                 taps,
                                 first,
                             };
@@ -248,21 +256,19 @@ pub(super) fn im2col_product<T: Element, S: Slot<T>>(
 struct TileMasks {
     /// Per tile, its set.
     set_of: Vec<usize>,
-    /// Per set, taps × NR/lanes masks as bits (as [`tile_masks`]).
-    bits: Vec<u16>,
     /// Per set, whether the tile is whole and every tap's lane lies in
     /// the image.
     whole: Vec<bool>,
-    /// Per set, its masks as [`LaneVector`]s, where asked for.
+    /// Per set, taps × NR/lanes masks (as [`tile_masks`]), as vectors of
+    /// lanes of `lane_bytes`.
     vectors: Vec<LaneVector>,
 }
 
 impl TileMasks {
-    fn new(geom: &Window2d, nr: usize, lanes: usize, with_vectors: bool) -> Self {
+    fn new(geom: &Window2d, nr: usize, lanes: usize, lane_bytes: usize) -> Self {
         let (pixels, per_tile) = (geom.output_len(), geom.kernel_len() * (nr / lanes));
         let mut masks = Self {
             set_of: Vec::new(),
-            bits: Vec::new(),
             whole: Vec::new(),
             vectors: Vec::new(),
         };
@@ -276,13 +282,10 @@ impl TileMasks {
             let set = match sets.get(&table[..]) {
                 Some(&set) => set,
                 None => {
-                    masks.bits.extend_from_slice(&table);
                     masks.whole.push(whole);
-                    if with_vectors {
-                        masks
-                            .vectors
-                            .extend(table.iter().map(|&mask| lane_vector(mask, lanes)));
-                    }
+                    masks
+                        .vectors
+                        .extend(table.iter().map(|&mask| lane_vector(mask, lane_bytes)));
                     sets.insert(table.clone(), masks.whole.len() - 1);
                     masks.whole.len() - 1
                 }
@@ -305,12 +308,11 @@ enum Reads {
     Masked,
 }
 
-/// The mask of `lanes` lanes (bit l for lane l) as a [`LaneVector`]: each
-/// lane 512/`lanes` bits wide, all set where its bit is.
-fn lane_vector(mask: u16, lanes: usize) -> LaneVector {
-    let bits = 512 / lanes;
+/// A vector's mask (bit l for lane l) as a [`LaneVector`] of lanes of
+/// `lane_bytes` (4 or 8), each with all bits set where its bit is.
+fn lane_vector(mask: u16, lane_bytes: usize) -> LaneVector {
     // Lanes per 64-bit word, and each pattern of their bits as a word.
-    let per_word = 64 / bits;
+    let per_word = 8 / lane_bytes;
     let words: [u64; 4] = match per_word {
         1 => [0, u64::MAX, 0, 0],
         _ => [0, u64::MAX >> 32, u64::MAX << 32, u64::MAX],

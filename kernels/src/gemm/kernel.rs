@@ -99,22 +99,22 @@ pub type ABRowsKernelFn<T> = unsafe fn(
 /// Which lanes of B's rows count in a [`MaskedRowsKernelFn`] or
 /// [`ZeroingRowsKernelFn`]: at step p, tap t = (`first` + p) mod `taps`,
 /// lane l of vector v (of the kernel's NR/lanes) counts when it is on
-/// `table[t·NV + v]`, and as zero otherwise. A mask `M` is a vector's lane
-/// bits (`u16`: bit l for lane l) or its lanes themselves ([`LaneVector`]).
+/// `table[t·NV + v]`, and as zero otherwise.
 #[derive(Clone, Copy, Debug)]
-pub struct LaneMasks<M> {
+pub struct LaneMasks {
     /// `taps`·NV masks.
-    pub table: *const M,
+    pub table: *const LaneVector,
     /// Taps the steps cycle through.
     pub taps: usize,
     /// Tap of step 0.
     pub first: usize,
 }
 
-/// One vector's lane mask as 64 bytes, a vector's width: each lane of
-/// the element's size has all its bits set (on) or clear (off), so an
-/// AND clears the lanes off it.
-#[derive(Clone, Copy, Debug, Default)]
+/// One vector's lane mask, in 64 bytes (a 512-bit vector; a narrower
+/// vector's in the first bytes): each lane of the element's size has all
+/// its bits set (on) or clear (off), so an AND clears the lanes off it and
+/// its sign bits make a masked load's mask.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(C, align(64))]
 pub struct LaneVector(pub [u64; 8]);
 
@@ -137,7 +137,7 @@ pub type MaskedRowsKernelFn<T> = unsafe fn(
     a: *const T,
     b: *const T,
     offsets: *const isize,
-    masks: *const LaneMasks<u16>,
+    masks: *const LaneMasks,
     bias: *const T,
     c: *mut T,
     rsc: isize,
@@ -149,7 +149,7 @@ pub type MaskedRowsKernelFn<T> = unsafe fn(
 );
 
 /// [`MaskedRowsKernelFn`] reading every lane and clearing those off the
-/// masks ([`LaneVector`]s, one AND per vector): the same values, so the
+/// masks (one AND per vector): the same values, so the
 /// same sums and bits, without per-step mask registers — masked loads
 /// whose masks change every step ran at ~87 % of a core where plain loads
 /// run at ~96 % (an f32 8×48 tile over a 32×32 image, in L1).
@@ -157,14 +157,14 @@ pub type MaskedRowsKernelFn<T> = unsafe fn(
 /// # Safety
 /// As [`RowsKernelFn`] (every lane at `b + offsets[p]` readable: the lanes
 /// off the masks too); `masks` must point to masks whose table holds
-/// `taps`·NV vectors, `first < taps`; `bias` must be null or point to
+/// `taps`·NV masks, `first < taps`; `bias` must be null or point to
 /// `rows` values.
 pub type ZeroingRowsKernelFn<T> = unsafe fn(
     kc: usize,
     a: *const T,
     b: *const T,
     offsets: *const isize,
-    masks: *const LaneMasks<LaneVector>,
+    masks: *const LaneMasks,
     bias: *const T,
     c: *mut T,
     rsc: isize,
@@ -612,7 +612,7 @@ impl HasKernels for f32 {
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => {
-                simd!(isa, mr: 6, nv: 2, lanes: 8, [120, 256, 4096], kernel_avx2::{f32_6x16, f32_6x16_rows, f32_6x16_a_rows, f32_6x16_ab_rows}, pack_a: None)
+                simd!(isa, mr: 6, nv: 2, lanes: 8, [120, 256, 4096], kernel_avx2::{f32_6x16, f32_6x16_rows, f32_6x16_a_rows, f32_6x16_ab_rows, f32_6x16_masked, f32_6x16_zeroing}, pack_a: None)
             }
             _ => generic!(f32, 4, 8),
         }
@@ -700,7 +700,7 @@ impl HasKernels for f64 {
             },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => {
-                simd!(isa, mr: 6, nv: 2, lanes: 4, [120, 256, 4096], kernel_avx2::{f64_6x8, f64_6x8_rows, f64_6x8_a_rows, f64_6x8_ab_rows}, pack_a: None)
+                simd!(isa, mr: 6, nv: 2, lanes: 4, [120, 256, 4096], kernel_avx2::{f64_6x8, f64_6x8_rows, f64_6x8_a_rows, f64_6x8_ab_rows, f64_6x8_masked, f64_6x8_zeroing}, pack_a: None)
             }
             _ => generic!(f64, 4, 4),
         }

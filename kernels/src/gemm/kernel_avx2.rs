@@ -1,9 +1,13 @@
 //! AVX2 + FMA micro-kernels: f32 6×16 and f64 6×8 (12 ymm accumulators,
 //! 2 B vectors, 1 broadcast: 15 of the 16 registers), each in the four
-//! flavors of `simd_kernel!` (A and B each packed or read in place).
+//! flavors of `simd_kernel!` (A and B each packed or read in place), and
+//! the rows kernels' twins with B's lanes masked (`vmaskmov` loads) or
+//! cleared (an AND), for the in-image convolution route
+//! ([`super::in_image`]).
 
 #![cfg(target_arch = "x86_64")]
 
+use super::kernel::LaneVector;
 use std::arch::x86_64::*;
 
 super::simd_kernel!(
@@ -17,3 +21,61 @@ super::simd_kernel!(
     f64_6x8, f64_6x8_rows, f64_6x8_a_rows, f64_6x8_ab_rows, b_ahead = 0, a_ahead = 0, "avx2,fma", f64, __m256d, 4, 6, 2,
     _mm256_setzero_pd, _mm256_set1_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fmadd_pd, _mm256_mul_pd, _mm256_add_pd
 );
+
+super::simd_kernel_masked_rows!(
+    /// f32, MR = 6, NR = 16, B's lanes masked (or cleared).
+    f32_6x16_masked, f32_6x16_zeroing, "avx2,fma", f32, __m256, 8, 6, 2, load_masked_ps, load_cleared_ps,
+    _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps, _mm256_mul_ps, _mm256_add_ps
+);
+
+super::simd_kernel_masked_rows!(
+    /// f64, MR = 6, NR = 8, B's lanes masked (or cleared).
+    f64_6x8_masked, f64_6x8_zeroing, "avx2,fma", f64, __m256d, 4, 6, 2, load_masked_pd, load_cleared_pd,
+    _mm256_setzero_pd, _mm256_set1_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fmadd_pd, _mm256_mul_pd, _mm256_add_pd
+);
+
+/// The 8 f32 at `p` on `mask`'s lanes (the first 32 bytes' sign bits),
+/// the others zero and never touched (`vmaskmovps` suppresses their
+/// faults).
+///
+/// # Safety
+/// The lanes on `mask` readable at `p`; `mask` valid; the CPU has AVX2.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn load_masked_ps(p: *const f32, mask: *const LaneVector) -> __m256 {
+    // SAFETY: as the caller's; a LaneVector is 64 aligned bytes.
+    unsafe { _mm256_maskload_ps(p, _mm256_load_si256(mask.cast())) }
+}
+
+/// The 4 f64 at `p` on `mask`'s lanes, as [`load_masked_ps`].
+///
+/// # Safety
+/// As [`load_masked_ps`].
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn load_masked_pd(p: *const f64, mask: *const LaneVector) -> __m256d {
+    // SAFETY: as the caller's; a LaneVector is 64 aligned bytes.
+    unsafe { _mm256_maskload_pd(p, _mm256_load_si256(mask.cast())) }
+}
+
+/// The 8 f32 at `p`, the lanes off `mask` (its first 32 bytes) cleared.
+///
+/// # Safety
+/// 8 values readable at `p`; `mask` valid; the CPU has AVX2.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn load_cleared_ps(p: *const f32, mask: *const LaneVector) -> __m256 {
+    // SAFETY: as the caller's; a LaneVector is 64 aligned bytes.
+    unsafe { _mm256_and_ps(_mm256_loadu_ps(p), _mm256_load_ps(mask.cast())) }
+}
+
+/// The 4 f64 at `p`, the lanes off `mask` (its first 32 bytes) cleared.
+///
+/// # Safety
+/// 4 values readable at `p`; `mask` valid; the CPU has AVX2.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn load_cleared_pd(p: *const f64, mask: *const LaneVector) -> __m256d {
+    // SAFETY: as the caller's; a LaneVector is 64 aligned bytes.
+    unsafe { _mm256_and_pd(_mm256_loadu_pd(p), _mm256_load_pd(mask.cast())) }
+}

@@ -30,6 +30,7 @@
 
 #![cfg(target_arch = "x86_64")]
 
+use super::kernel::LaneVector;
 use std::arch::x86_64::*;
 
 // The rows kernels with masked B loads (see
@@ -39,24 +40,46 @@ use std::arch::x86_64::*;
 macro_rules! masked_rows {
     ($(#[$doc:meta])* $name:ident, $zeroing:ident, f32, $mr:literal, $nv:literal) => {
         super::simd_kernel_masked_rows!(
-            $(#[$doc])* $name, "avx512f", f32, __m512, 16, $mr, $nv, u16, _mm512_maskz_loadu_ps,
-            _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps
-        );
-        super::simd_kernel_zeroing_rows!(
-            $(#[$doc])* $zeroing, "avx512f", f32, __m512, 16, $mr, $nv, load_cleared_ps,
+            $(#[$doc])* $name, $zeroing, "avx512f", f32, __m512, 16, $mr, $nv, load_masked_ps, load_cleared_ps,
             _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps
         );
     };
     ($(#[$doc:meta])* $name:ident, $zeroing:ident, f64, $mr:literal, $nv:literal) => {
         super::simd_kernel_masked_rows!(
-            $(#[$doc])* $name, "avx512f", f64, __m512d, 8, $mr, $nv, u8, _mm512_maskz_loadu_pd,
-            _mm512_setzero_pd, _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fmadd_pd, _mm512_mul_pd, _mm512_add_pd
-        );
-        super::simd_kernel_zeroing_rows!(
-            $(#[$doc])* $zeroing, "avx512f", f64, __m512d, 8, $mr, $nv, load_cleared_pd,
+            $(#[$doc])* $name, $zeroing, "avx512f", f64, __m512d, 8, $mr, $nv, load_masked_pd, load_cleared_pd,
             _mm512_setzero_pd, _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fmadd_pd, _mm512_mul_pd, _mm512_add_pd
         );
     };
+}
+
+/// The 16 f32 at `p` on `mask`'s lanes (its lanes' bits as a k-mask), the
+/// others zero and never touched.
+///
+/// # Safety
+/// The lanes on `mask` readable at `p`; `mask` valid; the CPU has
+/// AVX-512F.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load_masked_ps(p: *const f32, mask: *const LaneVector) -> __m512 {
+    // SAFETY: as the caller's; a LaneVector is 64 aligned bytes.
+    unsafe {
+        let lanes = _mm512_load_si512(mask.cast());
+        _mm512_maskz_loadu_ps(_mm512_test_epi32_mask(lanes, lanes), p)
+    }
+}
+
+/// The 8 f64 at `p` on `mask`'s lanes, as [`load_masked_ps`].
+///
+/// # Safety
+/// As [`load_masked_ps`].
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load_masked_pd(p: *const f64, mask: *const LaneVector) -> __m512d {
+    // SAFETY: as the caller's; a LaneVector is 64 aligned bytes.
+    unsafe {
+        let lanes = _mm512_load_si512(mask.cast());
+        _mm512_maskz_loadu_pd(_mm512_test_epi64_mask(lanes, lanes), p)
+    }
 }
 
 /// The 16 f32 at `p`, the lanes off `mask` cleared.
@@ -65,7 +88,7 @@ macro_rules! masked_rows {
 /// 16 values readable at `p`; `mask` valid; the CPU has AVX-512F.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn load_cleared_ps(p: *const f32, mask: *const super::kernel::LaneVector) -> __m512 {
+unsafe fn load_cleared_ps(p: *const f32, mask: *const LaneVector) -> __m512 {
     // SAFETY: as the caller's; a LaneVector is 64 aligned bytes.
     unsafe {
         let lanes = _mm512_load_si512(mask.cast());
@@ -79,7 +102,7 @@ unsafe fn load_cleared_ps(p: *const f32, mask: *const super::kernel::LaneVector)
 /// 8 values readable at `p`; `mask` valid; the CPU has AVX-512F.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn load_cleared_pd(p: *const f64, mask: *const super::kernel::LaneVector) -> __m512d {
+unsafe fn load_cleared_pd(p: *const f64, mask: *const LaneVector) -> __m512d {
     // SAFETY: as the caller's; a LaneVector is 64 aligned bytes.
     unsafe {
         let lanes = _mm512_load_si512(mask.cast());

@@ -46,7 +46,7 @@ mod simd_kernel;
 mod transpose;
 
 pub use batch::gemm_im2col_batch;
-use simd_kernel::{simd_kernel, simd_kernel_a_rows, simd_kernel_masked_rows, simd_kernel_zeroing_rows};
+use simd_kernel::{simd_kernel, simd_kernel_a_rows, simd_kernel_masked_rows};
 use std::sync::OnceLock;
 
 use crate::error::{check_len, checked_product, Error, Result};

@@ -13,10 +13,9 @@
 //! makes the third alone, for tiles of their own.
 //! `simd_kernel_masked_rows!` makes the rows kernel whose B loads go under
 //! per-tap lane masks (the [`super::kernel::MaskedRowsKernelFn`] contract:
-//! rows read where they lie in a padded image, the padding masked);
-//! `simd_kernel_zeroing_rows!` its twin reading whole vectors and clearing
-//! the lanes off the masks with an AND (the
-//! [`super::kernel::ZeroingRowsKernelFn`] contract).
+//! rows read where they lie in a padded image, the padding masked), and
+//! its twin reading whole vectors and clearing the lanes off the masks
+//! with an AND (the [`super::kernel::ZeroingRowsKernelFn`] contract).
 
 macro_rules! simd_kernel {
     (
@@ -232,65 +231,41 @@ macro_rules! simd_kernel_a_rows {
     };
 }
 
-/// Defines `unsafe fn $name` ([`super::kernel::MaskedRowsKernelFn`])
-/// compiled with `#[target_feature(enable = $feature)]`: the rows kernel
-/// of [`simd_kernel!`] whose B loads are masked (`$maskz_load`, lanes off
-/// the mask read as zero and never touched), the masks of step p those of
-/// tap (first + p) mod taps.
+/// Defines `unsafe fn $name` ([`super::kernel::MaskedRowsKernelFn`]) and
+/// `unsafe fn $zeroing` ([`super::kernel::ZeroingRowsKernelFn`]) compiled
+/// with `#[target_feature(enable = $feature)]`: the rows kernel of
+/// [`simd_kernel!`] whose B vectors load under their lane masks
+/// (`$masked_load`: lanes off the mask read as zero and never touched), or
+/// load whole and have the lanes off the mask cleared (`$cleared_load`);
+/// the masks of step p those of tap (first + p) mod taps.
 macro_rules! simd_kernel_masked_rows {
     (
-        $(#[$doc:meta])* $name:ident, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
-        $mask:ty, $maskz_load:ident,
+        $(#[$doc:meta])* $name:ident, $zeroing:ident, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
+        $masked_load:ident, $cleared_load:ident,
         $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident, $mul:ident, $add:ident
     ) => {
-        $crate::gemm::simd_kernel::simd_kernel!(@body
+        $crate::gemm::simd_kernel::simd_kernel_masked_rows!(@one
             $(#[$doc])*
             /// B: rows read in place, step p's at `b + offsets[p]`, only
-            /// the lanes of its tap's masks.
-            $name, (a: *const $t, b: *const $t, offsets: *const isize, masks: *const $crate::gemm::kernel::LaneMasks<u16>, row_bias: *const $t),
-            {
-                // SAFETY: the caller passes valid masks.
-                let masks = unsafe { &*masks };
-                let mut tap = masks.first;
-                let mut step_masks: *const u16;
-            },
-            |p, i| *a.add(p * $mr + i),
-            |p, kc| {
-                step_masks = masks.table.add(tap * $nv);
-                tap += 1;
-                if tap == masks.taps {
-                    tap = 0;
-                }
-                b.wrapping_offset(*offsets.add(p))
-            },
-            {
-                // As the rows kernel's (a hint: it never faults, wherever
-                // the row lies): 1.01-1.02x on 3x3 layers, alternated call
-                // by call against none.
-                $crate::gemm::simd_kernel::prefetch_row(b, offsets, p, kc, $lanes * USED * std::mem::size_of::<$t>());
-            },
-            |bp, v| $maskz_load(*step_masks.add(v) as $mask, bp.wrapping_add(v * $lanes)), bias = row_bias,
-            $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
+            /// the lanes on its tap's masks.
+            $name, |bp, masks| $masked_load(bp, masks), $feature, $t, $vec, $lanes, $mr, $nv,
+            $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
-    };
-}
-
-/// Defines `unsafe fn $name` ([`super::kernel::ZeroingRowsKernelFn`])
-/// compiled with `#[target_feature(enable = $feature)]`: the rows kernel
-/// of [`simd_kernel!`] whose B vectors are read whole and ANDed with their
-/// [`super::kernel::LaneVector`] masks (`$and_load`), the masks of step p
-/// those of tap (first + p) mod taps.
-macro_rules! simd_kernel_zeroing_rows {
-    (
-        $(#[$doc:meta])* $name:ident, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
-        $and_load:ident,
-        $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident, $mul:ident, $add:ident
-    ) => {
-        $crate::gemm::simd_kernel::simd_kernel!(@body
+        $crate::gemm::simd_kernel::simd_kernel_masked_rows!(@one
             $(#[$doc])*
             /// B: rows read in place, step p's at `b + offsets[p]`, the
             /// lanes off its tap's masks cleared.
-            $name, (a: *const $t, b: *const $t, offsets: *const isize, masks: *const $crate::gemm::kernel::LaneMasks<$crate::gemm::kernel::LaneVector>, row_bias: *const $t),
+            $zeroing, |bp, masks| $cleared_load(bp, masks), $feature, $t, $vec, $lanes, $mr, $nv,
+            $zero, $set1, $load, $store, $fmadd, $mul, $add
+        );
+    };
+    (@one
+        $(#[$doc:meta])* $name:ident, |$bp:ident, $masks:ident| $b_load:expr, $feature:literal, $t:ty, $vec:ty, $lanes:literal, $mr:literal, $nv:literal,
+        $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident, $mul:ident, $add:ident
+    ) => {
+        $crate::gemm::simd_kernel::simd_kernel!(@body
+            $(#[$doc])*
+            $name, (a: *const $t, b: *const $t, offsets: *const isize, masks: *const $crate::gemm::kernel::LaneMasks, row_bias: *const $t),
             {
                 // SAFETY: the caller passes valid masks.
                 let masks = unsafe { &*masks };
@@ -304,12 +279,17 @@ macro_rules! simd_kernel_zeroing_rows {
                 if tap == masks.taps {
                     tap = 0;
                 }
-                b.offset(*offsets.add(p))
+                b.wrapping_offset(*offsets.add(p))
             },
             {
+                // As the rows kernel's (a hint: it never faults, wherever
+                // the row lies).
                 $crate::gemm::simd_kernel::prefetch_row(b, offsets, p, kc, $lanes * USED * std::mem::size_of::<$t>());
             },
-            |bp, v| $and_load(bp.add(v * $lanes), step_masks.add(v)), bias = row_bias,
+            |bp, v| {
+                let ($bp, $masks) = (bp.wrapping_add(v * $lanes), step_masks.add(v));
+                $b_load
+            }, bias = row_bias,
             $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
     };
@@ -347,4 +327,3 @@ pub(crate) unsafe fn prefetch_row<T>(b: *const T, offsets: *const isize, p: usiz
 pub(crate) use simd_kernel;
 pub(crate) use simd_kernel_a_rows;
 pub(crate) use simd_kernel_masked_rows;
-pub(crate) use simd_kernel_zeroing_rows;
