@@ -1511,6 +1511,28 @@ fn implicit_gemm_same_width_pointwise_padded() {
     }
 }
 
+/// One geometry through kernels of different tile widths in turn (8, 9 and
+/// 5 rows of A pick 8×48, 9×48 and 5×80 on AVX-512): masks worked out for
+/// one width never serve another.
+#[test]
+fn implicit_gemm_same_width_tile_widths_in_turn() {
+    let raw: Vec<f64> = (0..997).map(|i| ((i * 37 % 101) as f64) / 50.0 - 1.0).collect();
+    let g = Geometry {
+        channels: 3,
+        input: [7, 30],
+        kernel: [3, 3],
+        stride: [1, 1],
+        pad: [1, 1],
+        dilation: [1, 1],
+    };
+    for m in [8, 5, 9, 5, 8] {
+        check_implicit_gemm::<f32>(&g, m, 0.0, &raw);
+    }
+    for m in [8, 5, 8] {
+        check_implicit_gemm::<f64>(&g, m, 0.0, &raw);
+    }
+}
+
 /// More rows of A than the in-place limit over images of at least two
 /// bands' pixels (the in-image route takes up to 256 there), either side
 /// of 256, and over a smaller image (the packed route); with a bias, in
