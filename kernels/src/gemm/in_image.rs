@@ -208,8 +208,8 @@ pub(super) fn im2col_product<T: Element, S: Slot<T>>(
                             )
                         },
                         // Every lane of every tap lies in the batch
-                        // (`lowest`, `highest`): readable; the band's
-                        // table holds the tile's taps × NV vectors.
+                        // (`lowest`, `highest`): readable; the tile's set
+                        // holds taps × NV masks.
                         Reads::Zeroing => unsafe {
                             let (c, rsc, csc, rows, cols, alpha, beta) = tile_c;
                             let masks = LaneMasks {

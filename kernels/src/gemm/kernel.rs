@@ -114,7 +114,7 @@ pub struct LaneMasks {
 /// vector's in the first bytes): each lane of the element's size has all
 /// its bits set (on) or clear (off), so an AND clears the lanes off it and
 /// its sign bits make a masked load's mask.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default)]
 #[repr(C, align(64))]
 pub struct LaneVector(pub [u64; 8]);
 
@@ -343,11 +343,7 @@ impl<T> MicroKernel<T> {
         if let Some(half) = self.half.filter(|_| 2 * cols <= self.lanes) {
             return half;
         }
-        match cols.div_ceil(self.lanes) {
-            0 | 1 => self.narrow[0],
-            2 => self.narrow[1],
-            _ => self.full,
-        }
+        self.by_vectors([self.narrow[0], self.narrow[1], self.full], cols)
     }
 }
 
