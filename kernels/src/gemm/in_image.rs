@@ -190,57 +190,55 @@ pub(super) fn im2col_product<T: Element, S: Slot<T>>(
                         Some(bias) if step == last_step => bias[i..].as_ptr(),
                         _ => std::ptr::null(),
                     };
-                    let first = d.start % taps;
-                    let tile_c = (c, rsc, csc, rows, cols, alpha, beta);
                     let (read, at) = reads[t];
-                    match read {
-                        // SAFETY (three arms): the A panel holds kc·MR
-                        // values; `row_bias` is null or holds `rows`
-                        // values; the kernel's ISA is supported.
-                        //
-                        // Every lane of the tile's taps lies in the image
-                        // (its masks are whole): step p's NR values at
-                        // from + offsets[p] are readable.
-                        Reads::Whole => unsafe {
-                            let (c, rsc, csc, rows, cols, alpha, beta) = tile_c;
+                    if let Reads::Whole = read {
+                        // SAFETY: every lane of the tile's taps lies in
+                        // the image (its masks are whole): step p's NR
+                        // values at from + offsets[p] are readable; the A
+                        // panel holds kc·MR values; `row_bias` is null or
+                        // holds `rows` values; the kernel's ISA is
+                        // supported.
+                        unsafe {
                             (kern.rows_for_cols(cols))(
                                 kc, a_panel, from, offsets, row_bias, c, rsc, csc, rows, cols, alpha, beta,
                             )
-                        },
-                        // Every lane of every tap lies in the batch
-                        // (`lowest`, `highest`): readable; the tile's set
-                        // holds taps × NV masks.
-                        Reads::Zeroing => unsafe {
-                            let (c, rsc, csc, rows, cols, alpha, beta) = tile_c;
-                            let masks = LaneMasks {
-                                table: masks.vectors[at..].as_ptr(),
-                                taps,
-                                first,
-                            };
-                            let zeroing = kern.zeroing_for_cols(cols).expect("checked: use_zeroing");
-                            zeroing(
-                                kc, a_panel, from, offsets, &masks, row_bias, c, rsc, csc, rows, cols, alpha,
-                                beta,
-                            )
-                        },
-                        // The lanes on step p's masks are those whose
-                        // pixel lies in the image (`tile_masks`), read at
-                        // from + offsets[p]; the table holds taps × NV
-                        // masks.
-                        Reads::Masked => unsafe {
-                            let (c, rsc, csc, rows, cols, alpha, beta) = tile_c;
-                            let masks = LaneMasks {
-                                table: masks.vectors[at..].as_ptr(),
-                                taps,
-                                first,
-                            };
-                            let masked = kern.masked_for_cols(cols).expect("a kernel with masked loads");
-                            masked(
-                                kc, a_panel, from, offsets, &masks, row_bias, c, rsc, csc, rows, cols, alpha,
-                                beta,
-                            )
-                        },
+                        };
+                        continue;
                     }
+                    let lane_masks = LaneMasks {
+                        table: masks.vectors[at..].as_ptr(),
+                        taps,
+                        first: d.start % taps,
+                    };
+                    let kernel = match read {
+                        Reads::Zeroing => kern.zeroing_for_cols(cols).expect("checked: use_zeroing"),
+                        _ => kern.masked_for_cols(cols).expect("a kernel with masked loads"),
+                    };
+                    // SAFETY: zeroing: every lane of every tap lies in the
+                    // batch (`lowest`, `highest`), readable; masked: the
+                    // lanes on step p's masks are those whose pixel lies
+                    // in the image (`tile_masks`), read at from +
+                    // offsets[p]. Either way the tile's set holds taps ×
+                    // NV masks; the A panel holds kc·MR values; `row_bias`
+                    // is null or holds `rows` values; the kernel's ISA is
+                    // supported.
+                    unsafe {
+                        kernel(
+                            kc,
+                            a_panel,
+                            from,
+                            offsets,
+                            &lane_masks,
+                            row_bias,
+                            c,
+                            rsc,
+                            csc,
+                            rows,
+                            cols,
+                            alpha,
+                            beta,
+                        )
+                    };
                 }
             }
         };
