@@ -51,6 +51,20 @@ const MAX_ROWS: usize = 128;
 /// alike).
 const MAX_ROWS_PACKED_A: usize = 256;
 
+/// Bytes of B one kernel step reads (NR values) at or below which only
+/// products of up to [`MAX_ROWS`] take the route: the 256-bit kernels (f32
+/// 6×16, f64 6×8) read one line of B per step for 6 rows of A, a third of
+/// what the AVX-512 8×48 kernel gets from its three, and with B's rows in
+/// place (their lines crowd a few L1 sets) they wait on L2. Against the
+/// packed route, forced AVX2 on the Zen 4 machine, alternated call by
+/// call, two threads / one: 256³ 1.24x / 1.23x, 256 × 2304 × 196 1.16x /
+/// 0.96x, 200 × 1000 × 3000 1.12x / 1.16x, 240³ 1.05x / 0.99x,
+/// 512 × 4608 × 49 1.29x / 0.81x, 1024 × 1024 × 192 1.00x / 0.99x; at
+/// 128 rows and fewer in place stays ahead (128³ 1.28x / 1.06x,
+/// 64 × 576 × 3136 1.12x / 0.98x, 32 × 288 × 51200 1.06x / 1.01x; but
+/// 128 × 1152 × 784 0.93x / 0.91x).
+const ONE_LINE_STEP: usize = 64;
+
 /// See [`MAX_ROWS_PACKED_A`].
 const MAX_PACKED_A_BYTES: usize = 3 << 20;
 
@@ -84,7 +98,8 @@ fn reads_a_in_place<T>(a: &ArrayView2<'_, T>, n: usize, nr: usize) -> bool {
 }
 
 /// Whether `C ← alpha·A·B + beta·C` reads B in place: C only written
-/// (beta = 0), few rows of A (above), B's rows contiguous and apart by a
+/// (beta = 0), few rows of A (above; fewer with the 256-bit kernels,
+/// [`ONE_LINE_STEP`]), B's rows contiguous and apart by a
 /// positive stride that is not a multiple of 4 KiB — such rows all fall
 /// in one set of the L1 cache, which then holds only a dozen of a panel's
 /// rows (64 × 512 × 8192: 0.96x in place, against 1.16x at 8000 columns).
@@ -94,7 +109,9 @@ pub(crate) fn applies<T: Element>(a: &ArrayView2<'_, T>, beta: T, b: &ArrayView2
     let row_bytes = row.unsigned_abs() * elem;
     let (m, (k, n)) = (a.nrows(), b.dim());
     let nr = kernel::<T>(m).nr;
-    let few_rows = if reads_a_in_place(a, n, nr) {
+    let few_rows = if nr * elem <= ONE_LINE_STEP {
+        m <= MAX_ROWS
+    } else if reads_a_in_place(a, n, nr) {
         m <= MAX_ROWS_PACKED_A || (n <= TALL_A_MAX_PANELS * nr && 2 * n <= m)
     } else {
         m <= MAX_ROWS
