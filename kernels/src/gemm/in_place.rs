@@ -52,17 +52,17 @@ const MAX_ROWS: usize = 128;
 const MAX_ROWS_PACKED_A: usize = 256;
 
 /// Bytes of B one kernel step reads (NR values) at or below which only
-/// products of up to [`MAX_ROWS`] take the route: the 256-bit kernels (f32
-/// 6×16, f64 6×8) read one line of B per step for 6 rows of A, a third of
-/// what the AVX-512 8×48 kernel gets from its three, and with B's rows in
-/// place (their lines crowd a few L1 sets) they wait on L2. Against the
-/// packed route, forced AVX2 on the Zen 4 machine, alternated call by
-/// call, two threads / one: 256³ 1.24x / 1.23x, 256 × 2304 × 196 1.16x /
-/// 0.96x, 200 × 1000 × 3000 1.12x / 1.16x, 240³ 1.05x / 0.99x,
-/// 512 × 4608 × 49 1.29x / 0.81x, 1024 × 1024 × 192 1.00x / 0.99x; at
-/// 128 rows and fewer in place stays ahead (128³ 1.28x / 1.06x,
-/// 64 × 576 × 3136 1.12x / 0.98x, 32 × 288 × 51200 1.06x / 1.01x; but
-/// 128 × 1152 × 784 0.93x / 0.91x).
+/// products of up to [`MAX_ROWS`] take the route (the AVX2 kernels and the
+/// portable ones): the AVX2 f32 6×16 and f64 6×8 kernels read one line of B
+/// per step for 6 rows of A, where the AVX-512 8×48 kernel reads three for
+/// 8, and with B's rows in place (their lines crowd a few L1 sets) they
+/// wait on L2. Against the packed route, forced AVX2 on the Zen 4 machine,
+/// alternated call by call, two threads / one: 256³ 1.24x / 1.23x, 256 ×
+/// 2304 × 196 1.16x / 0.96x, 200 × 1000 × 3000 1.12x / 1.16x, 240³ 1.05x /
+/// 0.99x, 512 × 4608 × 49 1.29x / 0.81x, 1024 × 1024 × 192 1.00x / 0.99x;
+/// at 128 rows and fewer in place stays ahead (128³ 1.28x / 1.06x, 64 × 576
+/// × 3136 1.12x / 0.98x, 32 × 288 × 51200 1.06x / 1.01x; but 128 × 1152 ×
+/// 784 0.93x / 0.91x).
 const ONE_LINE_STEP: usize = 64;
 
 /// See [`MAX_ROWS_PACKED_A`].
