@@ -28,14 +28,13 @@ macro_rules! simd_kernel {
             $name, (a: *const $t, b: *const $t), {}, |p, i| *a.add(p * $mr + i), |p, kc| b.add(p * $lanes * $nv),
             {
                 // The packed B micro-panel streams from L2: fetch the step
-                // `b_ahead` steps on (0: leave it to the hardware).
+                // `b_ahead` steps on (0: leave it to the hardware), into the
+                // next tile's panel in the last steps.
                 if $b_ahead > 0 {
-                    let next = b.wrapping_add((p + $b_ahead) * $lanes * $nv) as *const i8;
-                    let mut byte = 0;
-                    while byte < $lanes * USED * std::mem::size_of::<$t>() {
-                        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(next.wrapping_add(byte));
-                        byte += 64;
-                    }
+                    $crate::gemm::simd_kernel::prefetch_lines(
+                        b.wrapping_add((p + $b_ahead) * $lanes * $nv),
+                        $lanes * USED * std::mem::size_of::<$t>(),
+                    );
                 }
             },
             |bp, v| $load(bp.add(v * $lanes)), bias = std::ptr::null::<$t>(),
@@ -47,7 +46,9 @@ macro_rules! simd_kernel {
             $rows_name, (a: *const $t, b: *const $t, offsets: *const isize, row_bias: *const $t), {}, |p, i| *a.add(p * $mr + i),
             |p, kc| b.offset(*offsets.add(p)),
             {
-                $crate::gemm::simd_kernel::prefetch_row(b, offsets, p, kc, $lanes * USED * std::mem::size_of::<$t>());
+                if !LAST_STEPS {
+                    $crate::gemm::simd_kernel::prefetch_row(b, offsets, p, $lanes * USED * std::mem::size_of::<$t>());
+                }
             },
             |bp, v| $load(bp.add(v * $lanes)), bias = row_bias,
             $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
@@ -71,11 +72,25 @@ macro_rules! simd_kernel {
                 // B as the rows kernel's; A's rows stream in sequentially,
                 // each line feeding many steps: the hardware prefetchers
                 // keep up (fetching them ahead measured 0.99-1.01x).
-                $crate::gemm::simd_kernel::prefetch_row(b, offsets, p, kc, $lanes * USED * std::mem::size_of::<$t>());
+                if !LAST_STEPS {
+                    $crate::gemm::simd_kernel::prefetch_row(b, offsets, p, $lanes * USED * std::mem::size_of::<$t>());
+                }
             },
             |bp, v| $load(bp.add(v * $lanes)), bias = std::ptr::null::<$t>(),
             $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
+    };
+    (@step $acc:ident, $bp:ident, |$v:ident| $b_load:expr, |$ap:ident, $i:ident| $a_value:expr, $vec:ty, $used:ident, $zero:ident, $set1:ident, $fmadd:ident) => {
+        let mut bv: [$vec; $used] = [$zero(); $used];
+        for ($v, slot) in bv.iter_mut().enumerate() {
+            *slot = $b_load;
+        }
+        for ($i, row) in $acc.iter_mut().enumerate() {
+            let ai = $set1($a_value);
+            for (v, slot) in row.iter_mut().enumerate() {
+                *slot = $fmadd(ai, bv[v], *slot);
+            }
+        }
     };
     (@body
         $(#[$doc:meta])* $name:ident, ($($arg:ident: $argt:ty),*), {$($setup:tt)*}, |$ap:ident, $i:ident| $a_value:expr,
@@ -107,26 +122,47 @@ macro_rules! simd_kernel {
             const NR: usize = $lanes * $nv;
             const { assert!(USED >= 1 && USED <= $nv) };
             let mut acc: [[$vec; USED]; $mr] = [[$zero(); USED]; $mr];
+            // alpha and beta wait in memory (read back volatile after the
+            // loop), not in a register: AVX2's loop needs all 16 (12
+            // accumulators, 2 B vectors, the broadcast), and with alpha held
+            // LLVM shuffled an accumulator through two moves a step.
+            let scalars = [alpha, beta];
             $($setup)*
-            for $p in 0..$kc {
+            // The last PREFETCH steps in a loop of their own, where the
+            // rows kernels fetch nothing ahead (`LAST_STEPS`): no clamp on
+            // the step to fetch. AVX2's 12 FMAs a step (6 cycles) leave
+            // little room for other instructions: with the moves above and
+            // the clamp gone (34 → 28 instructions a step; the zeroing
+            // kernel's 36 → 31 with its mask pointer) its rows kernel runs
+            // at 0.90-0.92x the packed kernel's rate on rows in L1 (0.87-0.88x
+            // before), and forced AVX2 gained 1.03-1.38x on the im2col
+            // GEMMs and 3×3, 1×1 and 7×7 forward passes on two threads
+            // (1.00-1.13x on one; AVX-512 0.97-1.19x, within the noise).
+            let ahead = $kc.saturating_sub($crate::gemm::simd_kernel::PREFETCH);
+            for $p in 0..ahead {
+                #[allow(dead_code)] // read by the rows kernels only
+                const LAST_STEPS: bool = false;
                 // SAFETY: p < kc, and the caller guarantees step p's MR
                 // values of A and NR values of B readable where the
                 // kernel's contract says.
                 unsafe {
                     let $bp = $b_step;
                     $prefetch
-                    let mut bv: [$vec; USED] = [$zero(); USED];
-                    for ($v, slot) in bv.iter_mut().enumerate() {
-                        *slot = $b_load;
-                    }
-                    for ($i, row) in acc.iter_mut().enumerate() {
-                        let ai = $set1($a_value);
-                        for (v, slot) in row.iter_mut().enumerate() {
-                            *slot = $fmadd(ai, bv[v], *slot);
-                        }
-                    }
+                    $crate::gemm::simd_kernel::simd_kernel!(@step acc, $bp, |$v| $b_load, |$ap, $i| $a_value, $vec, USED, $zero, $set1, $fmadd);
                 }
             }
+            for $p in ahead..$kc {
+                #[allow(dead_code)] // read by the rows kernels only
+                const LAST_STEPS: bool = true;
+                // SAFETY: as above.
+                unsafe {
+                    let $bp = $b_step;
+                    $prefetch
+                    $crate::gemm::simd_kernel::simd_kernel!(@step acc, $bp, |$v| $b_load, |$ap, $i| $a_value, $vec, USED, $zero, $set1, $fmadd);
+                }
+            }
+            // SAFETY: a local array.
+            let [alpha, beta] = unsafe { std::ptr::read_volatile(&scalars) };
             let alpha_v = $set1(alpha);
             let beta_v = $set1(beta);
             // Null, or the tile's MR row biases, added after the sum.
@@ -269,15 +305,18 @@ macro_rules! simd_kernel_masked_rows {
             {
                 // SAFETY: the caller passes valid masks.
                 let masks = unsafe { &*masks };
-                let mut tap = masks.first;
+                // The masks cycle through the table: a pointer, wrapped
+                // at its end (fewer instructions per step than an index).
+                let table_end = masks.table.wrapping_add(masks.taps * $nv);
+                let mut next_masks = masks.table.wrapping_add(masks.first * $nv);
                 let mut step_masks: *const $crate::gemm::kernel::LaneVector;
             },
             |p, i| *a.add(p * $mr + i),
             |p, kc| {
-                step_masks = masks.table.add(tap * $nv);
-                tap += 1;
-                if tap == masks.taps {
-                    tap = 0;
+                step_masks = next_masks;
+                next_masks = next_masks.wrapping_add($nv);
+                if next_masks == table_end {
+                    next_masks = masks.table;
                 }
                 b.wrapping_offset(*offsets.add(p))
             },
@@ -285,7 +324,9 @@ macro_rules! simd_kernel_masked_rows {
                 // As the rows kernel's (a hint: it never faults, wherever
                 // the row lies): 1.01-1.02x on 3x3 layers with masked
                 // loads, alternated call by call against none.
-                $crate::gemm::simd_kernel::prefetch_row(b, offsets, p, kc, $lanes * USED * std::mem::size_of::<$t>());
+                if !LAST_STEPS {
+                    $crate::gemm::simd_kernel::prefetch_row(b, offsets, p, $lanes * USED * std::mem::size_of::<$t>());
+                }
             },
             |bp, v| {
                 let ($bp, $masks) = (bp.wrapping_add(v * $lanes), step_masks.add(v));
@@ -296,30 +337,42 @@ macro_rules! simd_kernel_masked_rows {
     };
 }
 
+/// Steps ahead that [`prefetch_row`] fetches.
+pub(crate) const PREFETCH: usize = 16;
+
 /// Rows read in place may lie far apart (a 1×1 convolution's: one image
 /// plane per step), more streams than the hardware prefetchers follow:
-/// fetches the `bytes` of B's row PREFETCH steps after step `p` (of `kc`),
-/// and the line past them (the next panel's start). Measured 1.4× on a
+/// fetches the `bytes` of B's row [`PREFETCH`] steps after step `p`, and
+/// the line past them (the next panel's start). Measured 1.4× on a
 /// 256-channel 1×1 convolution, neutral on 3×3 ones. 16 steps ahead rather
 /// than 8 (alternated call by call, two threads / one): GEMM 64 × 576 ×
 /// 3136 1.01-1.02x / 1.03-1.04x, 64 × 147 × 12544 1.01-1.02x /
 /// 1.01-1.03x, the net's, 1×1 and 3×3/56 forward passes 1.00x (12, 20, 24
-/// and 32 steps measured no better; 32 0.95x on the second GEMM).
+/// and 32 steps measured no better; 32 0.95x on the second GEMM). The
+/// kernels' last PREFETCH steps fetch nothing.
 ///
 /// # Safety
-/// `offsets` must point to `kc` > `p` offsets. The row need not be
-/// readable: a prefetch is a hint and never faults.
+/// `offsets` must point to more than `p` + PREFETCH offsets. The row need
+/// not be readable: a prefetch is a hint and never faults.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(crate) unsafe fn prefetch_row<T>(b: *const T, offsets: *const isize, p: usize, kc: usize, bytes: usize) {
-    const PREFETCH: usize = 16;
-    // SAFETY: (p + PREFETCH).min(kc − 1) < kc offsets (the caller's).
-    let next = b.wrapping_offset(unsafe { *offsets.add((p + PREFETCH).min(kc - 1)) }) as *const i8;
+pub(crate) unsafe fn prefetch_row<T>(b: *const T, offsets: *const isize, p: usize, bytes: usize) {
+    // SAFETY: p + PREFETCH < the caller's offsets.
+    let next = b.wrapping_offset(unsafe { *offsets.add(p + PREFETCH) });
+    prefetch_lines(next, bytes + 63);
+}
+
+/// Fetches the cache lines of the `bytes` from `from` into L1 (a hint:
+/// no address faults).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn prefetch_lines<T>(from: *const T, bytes: usize) {
+    let from = from as *const i8;
     let mut byte = 0;
-    while byte < bytes + 63 {
+    while byte < bytes {
         // SAFETY: a prefetch only hints; no address it is given faults.
         unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(next.wrapping_add(byte))
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(from.wrapping_add(byte))
         };
         byte += 64;
     }
