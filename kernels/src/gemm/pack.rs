@@ -57,11 +57,15 @@ fn scatter<'a, T: Element>(dst: &mut [T], stride: usize, src: impl Iterator<Item
 fn pack_panel<T: Element>(lines: ArrayView2<'_, T>, width: usize, dst: &mut [T]) {
     let (count, depth) = lines.dim();
     if lines.strides()[0] == 1 && count > 1 {
-        // The lines are interleaved in memory: copy one step p at a time.
+        // The lines are interleaved in memory: copy one step p at a time
+        // (`copy_run`, not a `memmove` call a step: packing took 17 % of
+        // a two-thread AVX-512 512³ GEMM's samples, now 10 %; alternated
+        // call by call on 512³-2048³ and 1024 × 256 × 3136, AVX-512
+        // 0.94-1.07x, AVX2 0.91-1.53x, most 1.00-1.03x).
         for (p, step) in lines.axis_iter(Axis(1)).enumerate() {
             let out = &mut dst[p * width..(p + 1) * width];
             match step.as_slice() {
-                Some(src) => out[..count].copy_from_slice(src),
+                Some(src) => copy_run(&mut out[..count], src),
                 None => out.iter_mut().zip(step.iter()).for_each(|(d, &v)| *d = v),
             }
             out[count..].fill(T::ZERO);
