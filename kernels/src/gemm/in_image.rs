@@ -43,12 +43,11 @@
 //! 1.09× backward (its dx is such a product); ResNet's 3×3 at 28×28
 //! 1.08× / 1.03×, at 56×56 1.05× / 1.02×.
 //!
-//! It needs masked vector loads (AVX-512, or AVX2's `vmaskmov` for 1×1
-//! kernels: [`applies`]); elsewhere [`super::direct`] takes these
-//! products. Results equal that route's (and the packed
-//! route's) bit for bit: the same sums over the same KC blocks, the
-//! padding's zeros being masked or cleared lanes, the bias added after the
-//! sum.
+//! It needs masked vector loads (AVX-512, or AVX2's `vmaskmov`:
+//! [`applies`]); elsewhere [`super::direct`] takes these products.
+//! Results equal that route's (and the packed route's) bit for bit: the
+//! same sums over the same KC blocks, the padding's zeros being masked or
+//! cleared lanes, the bias added after the sum.
 
 use super::kernel::{LaneMasks, LaneVector, MicroKernel};
 use super::pack::{depth_blocks, pack_a_blocks};
@@ -60,16 +59,16 @@ use std::ops::Range;
 
 /// Whether `C ← alpha·A·im2col` over images of geometry `geom` takes this
 /// route: stride 1, the output as wide as the image, and a kernel with
-/// masked loads — on 256-bit vectors (AVX2) only for 1×1 kernels: against
-/// [`super::direct`] (forced AVX2, two threads, f32, alternated call by
-/// call) the 256-channel 1×1 layer ran 1.17×, but the 3×3 layers
-/// 0.97-1.03× (the net 0.97×, 56×56 0.98×, 28×28 1.03×, 14×14 1.00×).
+/// masked loads. On 256-bit vectors (AVX2) against [`super::direct`]
+/// (forced AVX2, f32, alternated call by call, two threads / one): the
+/// 256-channel 1×1 layer 1.17×; the 3×3 layers' forward passes the net
+/// 1.07-1.08× / 1.12×, 56×56 1.05× / 1.04×, 28×28 1.09× / 1.10×, 14×14
+/// 1.00-1.01×, their backward passes 0.96-1.06× (the net 1.01-1.02×,
+/// 56×56 0.96-1.01×, 28×28 1.05× / 1.06×); f64 (6×8) forward 1.00-1.06×,
+/// backward 0.99-1.08× — once the AVX2 zeroing kernel took fewer
+/// instructions a step (before, 0.97-1.03×: 3×3 took the bands).
 pub(super) fn applies<T>(kern: &MicroKernel<T>, geom: &Window2d) -> bool {
-    let wide_vectors = kern.lanes * std::mem::size_of::<T>() == 64;
-    kern.masked.is_some()
-        && (wide_vectors || geom.kernel_len() == 1)
-        && geom.stride() == [1, 1]
-        && geom.output()[1] == geom.input()[1]
+    kern.masked.is_some() && geom.stride() == [1, 1] && geom.output()[1] == geom.input()[1]
 }
 
 /// Most rows of A this route takes beyond [`super::direct::MAX_ROWS`].
