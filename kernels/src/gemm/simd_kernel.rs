@@ -80,15 +80,30 @@ macro_rules! simd_kernel {
             $feature, $t, $vec, $lanes, $mr, $nv, $zero, $set1, $load, $store, $fmadd, $mul, $add
         );
     };
-    (@step $acc:ident, $bp:ident, |$v:ident| $b_load:expr, |$ap:ident, $i:ident| $a_value:expr, $vec:ty, $used:ident, $zero:ident, $set1:ident, $fmadd:ident) => {
-        let mut bv: [$vec; $used] = [$zero(); $used];
-        for ($v, slot) in bv.iter_mut().enumerate() {
-            *slot = $b_load;
-        }
-        for ($i, row) in $acc.iter_mut().enumerate() {
-            let ai = $set1($a_value);
-            for (v, slot) in row.iter_mut().enumerate() {
-                *slot = $fmadd(ai, bv[v], *slot);
+    // Steps `$range` of a kernel's loop; `LAST_STEPS` tells the prefetch
+    // block whether rows PREFETCH steps on exist.
+    (@steps $range:expr, last = $last:literal, $acc:ident, |$p:ident| $b_step:expr, $prefetch:block, |$bp:ident, $v:ident| $b_load:expr,
+        |$ap:ident, $i:ident| $a_value:expr, $vec:ty, $used:ident, $zero:ident, $set1:ident, $fmadd:ident
+    ) => {
+        for $p in $range {
+            #[allow(dead_code)] // read by the rows kernels only
+            const LAST_STEPS: bool = $last;
+            // SAFETY: p < kc, and the caller guarantees step p's MR values
+            // of A and NR values of B readable where the kernel's contract
+            // says.
+            unsafe {
+                let $bp = $b_step;
+                $prefetch
+                let mut bv: [$vec; $used] = [$zero(); $used];
+                for ($v, slot) in bv.iter_mut().enumerate() {
+                    *slot = $b_load;
+                }
+                for ($i, row) in $acc.iter_mut().enumerate() {
+                    let ai = $set1($a_value);
+                    for (v, slot) in row.iter_mut().enumerate() {
+                        *slot = $fmadd(ai, bv[v], *slot);
+                    }
+                }
             }
         }
     };
@@ -139,28 +154,10 @@ macro_rules! simd_kernel {
             // GEMMs and 3×3, 1×1 and 7×7 forward passes on two threads
             // (1.00-1.13x on one; AVX-512 0.97-1.19x, within the noise).
             let ahead = $kc.saturating_sub($crate::gemm::simd_kernel::PREFETCH);
-            for $p in 0..ahead {
-                #[allow(dead_code)] // read by the rows kernels only
-                const LAST_STEPS: bool = false;
-                // SAFETY: p < kc, and the caller guarantees step p's MR
-                // values of A and NR values of B readable where the
-                // kernel's contract says.
-                unsafe {
-                    let $bp = $b_step;
-                    $prefetch
-                    $crate::gemm::simd_kernel::simd_kernel!(@step acc, $bp, |$v| $b_load, |$ap, $i| $a_value, $vec, USED, $zero, $set1, $fmadd);
-                }
-            }
-            for $p in ahead..$kc {
-                #[allow(dead_code)] // read by the rows kernels only
-                const LAST_STEPS: bool = true;
-                // SAFETY: as above.
-                unsafe {
-                    let $bp = $b_step;
-                    $prefetch
-                    $crate::gemm::simd_kernel::simd_kernel!(@step acc, $bp, |$v| $b_load, |$ap, $i| $a_value, $vec, USED, $zero, $set1, $fmadd);
-                }
-            }
+            $crate::gemm::simd_kernel::simd_kernel!(@steps 0..ahead, last = false, acc, |$p| $b_step, $prefetch, |$bp, $v| $b_load,
+                |$ap, $i| $a_value, $vec, USED, $zero, $set1, $fmadd);
+            $crate::gemm::simd_kernel::simd_kernel!(@steps ahead..$kc, last = true, acc, |$p| $b_step, $prefetch, |$bp, $v| $b_load,
+                |$ap, $i| $a_value, $vec, USED, $zero, $set1, $fmadd);
             // SAFETY: a local array.
             let [alpha, beta] = unsafe { std::ptr::read_volatile(&scalars) };
             let alpha_v = $set1(alpha);
