@@ -86,6 +86,35 @@ pub fn selected() -> Isa {
     })
 }
 
+/// Whether this CPU's 512-bit FMAs retire at about twice the rate of its
+/// 256-bit ones: two full-width FMA units, as on Intel's server cores,
+/// where a micro-kernel's step takes half the cycles and so has half the
+/// time to wait on its loads; Zen 4 splits each 512-bit FMA into two
+/// 256-bit halves (same rate). Measured once per process (best of a few
+/// runs of some 10 µs each way); false where the CPU lacks AVX-512. It
+/// only steers the choice between routes that give the same bits.
+pub(crate) fn wide_fma512() -> bool {
+    static WIDE: OnceLock<bool> = OnceLock::new();
+    *WIDE.get_or_init(|| {
+        if Isa::detect() < Isa::Avx512 {
+            return false;
+        }
+        let best_rate = |isa| {
+            (0..9)
+                .map(|_| {
+                    let start = std::time::Instant::now();
+                    let flops = crate::probe::fma_flops(isa, 4096);
+                    flops / start.elapsed().as_secs_f64().max(1e-9)
+                })
+                .fold(0.0, f64::max)
+        };
+        // Warm up first: a core may run its first 512-bit instructions
+        // slowly while it powers up the upper lanes.
+        best_rate(Isa::Avx512);
+        best_rate(Isa::Avx512) > 1.5 * best_rate(Isa::Avx2Fma)
+    })
+}
+
 /// Defines `fn $name<generics>(args) -> ret` whose body is compiled once per
 /// instruction set, each copy under `#[target_feature]`, and runs the copy
 /// for the set [`selected`] picks: plain loops are then auto-vectorised with
@@ -120,3 +149,18 @@ macro_rules! multiversion {
     };
 }
 pub(crate) use multiversion;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wide_fma512_needs_avx512_and_is_decided_once() {
+        let wide = wide_fma512();
+        eprintln!("wide_fma512: {wide}");
+        if Isa::detect() < Isa::Avx512 {
+            assert!(!wide, "no AVX-512, yet wide 512-bit FMAs");
+        }
+        assert_eq!(wide, wide_fma512(), "decided once per process");
+    }
+}

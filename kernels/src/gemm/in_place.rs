@@ -64,6 +64,18 @@ const MAX_ROWS_PACKED_A: usize = 256;
 /// × 3136 1.12x / 0.98x, 32 × 288 × 51200 1.06x / 1.01x; but 128 × 1152 ×
 /// 784 0.93x / 0.91x). f64 (6×8): 256³ 0.97x / 1.62x, 256 × 2304 × 196
 /// 1.33x / 1.17x, 200 × 1000 × 3000 1.15x / 1.24x.
+///
+/// Where 512-bit FMAs run at twice the rate of 256-bit ones
+/// ([`crate::isa::wide_fma512`]: the Intel Xeon machine), the 8×48 step
+/// takes half the cycles and waits on those lines as long: there too only
+/// products of up to [`MAX_ROWS`] take the route. Against the rules above
+/// (alternated call by call, two runs, one thread / two): 256³
+/// 1.19-1.27x / 0.91-1.26x, 200 × 1000 × 3000 1.12-1.13x / 1.01-1.06x,
+/// 300 × 300 × 150 1.17-1.24x / 0.99-1.11x, 1024 × 1024 × 192
+/// 1.01-1.06x / 1.21-1.26x, 256 × 1152 × 384 1.01-1.25x / 1.02-1.04x;
+/// mixed on 256 × 2304 × 196 (0.95-0.96x / 1.05-1.10x), 160 × 300 × 300
+/// (0.94-1.17x / 1.03-1.16x) and 512 × 4608 × 49 (0.89-1.11x /
+/// 0.90-1.08x).
 const ONE_LINE_STEP: usize = 64;
 
 /// See [`MAX_ROWS_PACKED_A`].
@@ -99,8 +111,8 @@ fn reads_a_in_place<T>(a: &ArrayView2<'_, T>, n: usize, nr: usize) -> bool {
 }
 
 /// Whether `C ← alpha·A·B + beta·C` reads B in place: C only written
-/// (beta = 0), few rows of A (above; fewer with the 256-bit kernels,
-/// [`ONE_LINE_STEP`]), B's rows contiguous and apart by a
+/// (beta = 0), few rows of A (above; fewer with the 256-bit kernels and
+/// with wide 512-bit FMAs, [`ONE_LINE_STEP`]), B's rows contiguous and apart by a
 /// positive stride that is not a multiple of 4 KiB — such rows all fall
 /// in one set of the L1 cache, which then holds only a dozen of a panel's
 /// rows (64 × 512 × 8192: 0.96x in place, against 1.16x at 8000 columns).
@@ -110,7 +122,7 @@ pub(crate) fn applies<T: Element>(a: &ArrayView2<'_, T>, beta: T, b: &ArrayView2
     let row_bytes = row.unsigned_abs() * elem;
     let (m, (k, n)) = (a.nrows(), b.dim());
     let nr = kernel::<T>(m).nr;
-    let few_rows = if nr * elem <= ONE_LINE_STEP {
+    let few_rows = if nr * elem <= ONE_LINE_STEP || crate::isa::wide_fma512() {
         m <= MAX_ROWS
     } else if reads_a_in_place(a, n, nr) {
         m <= MAX_ROWS_PACKED_A || (n <= TALL_A_MAX_PANELS * nr && 2 * n <= m)
