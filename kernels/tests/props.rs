@@ -1691,6 +1691,45 @@ proptest! {
     }
 }
 
+/// Strided (or stacked) products whose output rows are whole vectors and
+/// at least a kernel tile wide, stored row by row straight into C (the
+/// bias added with the last KC block's tiles): ResNet's first layer in
+/// small (7×7, stride 2, 64 columns), 3×3 stride 2 (48 columns), a dilated
+/// one, and stride 1 without padding on stacked images; filters in one
+/// partial tile, many tiles, and the in-place route's limit; one to three
+/// images, with and without a bias, against the explicit product (one
+/// image) and the per-image product (several: bands spanning images).
+#[test]
+fn implicit_gemm_output_rows_stored_straight() {
+    let raw: Vec<f64> = (0..997).map(|i| ((i * 37 % 101) as f64) / 50.0 - 1.0).collect();
+    let geometries = [
+        ([3, 11, 128], [7, 7], [2, 2], [3, 3], [1, 1]),
+        ([2, 9, 96], [3, 3], [2, 2], [1, 1], [1, 1]),
+        ([2, 8, 127], [3, 3], [2, 2], [2, 2], [2, 2]),
+        ([4, 7, 52], [5, 5], [1, 1], [0, 0], [1, 1]),
+    ];
+    for ([channels, h, w], kernel, stride, pad, dilation) in geometries {
+        let g = Geometry {
+            channels,
+            input: [h, w],
+            kernel,
+            stride,
+            pad,
+            dilation,
+        };
+        for m in [3, 40, 128] {
+            check_implicit_gemm::<f32>(&g, m, 0.0, &raw);
+            check_implicit_gemm::<f64>(&g, m, 0.0, &raw);
+            for count in [2, 3] {
+                for with_bias in [false, true] {
+                    check_implicit_gemm_batch::<f32>(&g, (1, m), count, 1, with_bias, &raw);
+                    check_implicit_gemm_batch::<f64>(&g, (1, m), count, 1, with_bias, &raw);
+                }
+            }
+        }
+    }
+}
+
 /// Few taps (K + 1 ≤ 2M: the explicit im2col-band route) on images of
 /// several bands each, in parallel (3 threads: twelve bands per image) and
 /// serially, with and without a bias, stride 1 and a CS231n-like stride 2.

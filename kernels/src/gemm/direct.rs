@@ -34,6 +34,17 @@
 //! anyway, [`super::im2col_bands`] builds the band's im2col matrix instead
 //! and skips the wide grid's extra columns and copy.
 //!
+//! A band's product goes to a buffer of its own, then its output columns
+//! are copied to C, the bias added — except where an output row is whole
+//! vectors and at least NR wide: then the tiles lie within one output row
+//! each (the last one narrower), skip the wide grid's extra columns, and
+//! are stored straight into C, the bias added by the kernel as it stores
+//! the last KC block's tiles. On the 7×7 ResNet layer's forward pass (112
+//! columns: tiles of 48, 48 and 16) the copy had taken 18-19 % of the
+//! time (`perf`, the Intel machine); alternated call by call, 1.13-1.15×
+//! on one thread and on two. With 64 columns 1.01-1.04×; with 32, fewer
+//! than NR, 0.97× (so not taken).
+//!
 //! Stride-1 products whose output is as wide as the image ("same"
 //! padding across) skip the bands where the kernel has masked loads:
 //! [`super::in_image`] reads the image itself and masks its padding.
@@ -235,6 +246,9 @@ pub(crate) fn im2col_product<T: Element, S: Slot<T>>(
     // Every wide column is an output column of one image and nothing to
     // add: write C directly.
     let direct = wide == ow && source.count == 1 && bias.is_none();
+    // Else, where an output row is whole vectors and at least NR wide,
+    // tiles within one output row each (see the module docs).
+    let by_rows = !direct && source.copied && ow >= nr && ow.is_multiple_of(kern.lanes);
     super::kernel::with_pack_buffers(parallel, |a_buf, _| {
         let a_pack = pack_a_blocks(a, (mr, kern.pack_a), &depth, a_buf, parallel);
         // One band: output rows `rows`, wide columns q, into `pieces` (the
@@ -243,15 +257,31 @@ pub(crate) fn im2col_product<T: Element, S: Slot<T>>(
                     (band, local): &mut (Vec<T>, Vec<T>)| {
             let q = rows.start * wide..(rows.end - 1) * wide + ow;
             let width = q.len();
-            let (data, base) = source.band(rows, nr, band);
-            let (tile_base, rsc, csc) = if direct {
-                let out = &mut pieces[0];
+            let (data, base) = source.band(rows.clone(), nr, band);
+            // The runs of wide columns stored, and where their tiles go.
+            let (runs, rsc, csc) = if direct || by_rows {
+                // (A band may hold no output row: only rows dropped
+                // between two images.)
+                let strides = pieces
+                    .first()
+                    .map_or([0, 0], |p| [p.strides()[0], p.strides()[1]]);
                 // A slot has T's layout (`Slot`'s contract).
-                (out.as_mut_ptr().cast::<T>(), out.strides()[0], out.strides()[1])
+                let bases: Vec<*mut T> = pieces.iter_mut().map(|p| p.as_mut_ptr().cast::<T>()).collect();
+                let runs = if direct {
+                    vec![Run::new(q.start, width, bases[0])]
+                } else {
+                    by_rows_runs(rows.clone(), (source.period, oh), (wide, ow), &bases)
+                };
+                (runs, strides[0], strides[1])
             } else {
                 local.resize(m * width, T::ZERO);
-                (local.as_mut_ptr(), width as isize, 1)
+                (
+                    vec![Run::new(q.start, width, local.as_mut_ptr())],
+                    width as isize,
+                    1,
+                )
             };
+            let last_step = depth.len() - 1;
             let mut panel = Vec::new();
             for (step, d) in depth.iter().enumerate() {
                 let kc = d.len();
@@ -259,28 +289,38 @@ pub(crate) fn im2col_product<T: Element, S: Slot<T>>(
                 let offsets = &offsets[d.clone()];
                 for i in (0..m).step_by(mr) {
                     let a_panel = &a_pack[m_pad * d.start + i * kc..][..mr * kc];
-                    for j in (q.start..q.end).step_by(nr) {
-                        let (rows, cols) = (mr.min(m - i), nr.min(q.end - j));
+                    // Stored by row runs, the bias goes in with the last
+                    // KC block's tiles.
+                    let row_bias = match bias {
+                        Some(bias) if by_rows && step == last_step => &bias[i..],
+                        _ => &[],
+                    };
+                    for (j, cols, tile) in run_tiles(&runs, nr, (i as isize * rsc, csc)) {
+                        let rows = mr.min(m - i);
                         let from = j - base;
-                        // SAFETY: (i, j − q.start) .. + (rows, cols) lies inside
-                        // the task's block (its own part of C, or `local`, m ×
-                        // width), which aliases neither A's panels nor B; a
-                        // fresh tile is only written (beta = 0 on the first KC
-                        // block, after which it holds values).
-                        let tile =
-                            unsafe { tile_base.offset(i as isize * rsc + (j - q.start) as isize * csc) };
+                        // The tile, rows i .. i + rows of its run's columns
+                        // j .. j + cols, lies inside the task's block (its
+                        // own output rows of C, or `local`, m × width), which
+                        // aliases neither A's panels nor B; a fresh tile is
+                        // only written (beta = 0 on the first KC block, after
+                        // which it holds values).
                         if limits[step] + from + nr <= data.len() {
-                            // SAFETY: the A panel holds kc·MR values; every row
-                            // p of the block has NR values at data + from +
-                            // offsets[p] (checked just above); the kernel's ISA
-                            // is supported.
+                            // SAFETY: the tile as above; the A panel holds
+                            // kc·MR values; every row p of the block has NR
+                            // values at data + from + offsets[p] (checked just
+                            // above); `row_bias` is empty or holds the tile's
+                            // rows' biases; the kernel's ISA is supported.
                             unsafe {
                                 (kern.rows_for_cols(cols))(
                                     kc,
                                     a_panel.as_ptr(),
                                     data.as_ptr().add(from),
                                     offsets.as_ptr(),
-                                    std::ptr::null(),
+                                    if row_bias.is_empty() {
+                                        std::ptr::null()
+                                    } else {
+                                        row_bias.as_ptr()
+                                    },
                                     tile,
                                     rsc,
                                     csc,
@@ -314,11 +354,19 @@ pub(crate) fn im2col_product<T: Element, S: Slot<T>>(
                                     beta,
                                 );
                             }
+                            // The packed kernel adds no bias: added after
+                            // the store, as the rows kernel adds it.
+                            for (r, &b) in row_bias.iter().take(rows).enumerate() {
+                                for col in 0..cols {
+                                    // SAFETY: (r, col) lies in the tile just stored.
+                                    unsafe { *tile.offset(r as isize * rsc + col as isize * csc) += b };
+                                }
+                            }
                         }
                     }
                 }
             }
-            if !direct {
+            if !direct && !by_rows {
                 scatter(local, (q, wide, ow), (source.period, oh), bias, &mut pieces);
             }
         };
@@ -332,6 +380,77 @@ pub(crate) fn im2col_product<T: Element, S: Slot<T>>(
             parts.into_iter().for_each(|part| task(part, &mut scratch));
         }
     });
+}
+
+/// A run of a band's wide columns stored side by side: wide columns
+/// `start .. start + len` go to columns `column ..` of the matrix at `base`.
+#[derive(Clone, Copy)]
+struct Run<T> {
+    start: usize,
+    len: usize,
+    base: *mut T,
+    column: usize,
+}
+
+impl<T> Run<T> {
+    /// Wide columns `start .. start + len` to columns `0 .. len` at `base`.
+    fn new(start: usize, len: usize, base: *mut T) -> Self {
+        Run {
+            start,
+            len,
+            base,
+            column: 0,
+        }
+    }
+}
+
+/// The runs of a band's tall rows `rows` that are output rows (those
+/// below `oh` within their image's `period`): the row's `ow` wide columns
+/// to its columns in its image's piece (among `bases`; pieces follow the
+/// images the band covers, in order, as [`band_pieces`] splits them).
+fn by_rows_runs<T>(
+    rows: Range<usize>,
+    (period, oh): (usize, usize),
+    (wide, ow): (usize, usize),
+    bases: &[*mut T],
+) -> Vec<Run<T>> {
+    let mut runs = Vec::with_capacity(rows.len());
+    let (mut piece, mut column, mut image) = (0, 0, None);
+    for r in rows {
+        let (n, row) = (r / period, r % period);
+        if row >= oh {
+            continue;
+        }
+        if image.is_some_and(|i| i != n) {
+            (piece, column) = (piece + 1, 0);
+        }
+        image = Some(n);
+        runs.push(Run {
+            start: r * wide,
+            len: ow,
+            base: bases[piece],
+            column,
+        });
+        column += ow;
+    }
+    runs
+}
+
+/// The tiles of `runs`, NR columns at a time: each tile's first wide
+/// column, its columns and where it is stored (its run's base, offset by
+/// `offset` and the tile's column times `csc`).
+fn run_tiles<T>(
+    runs: &[Run<T>],
+    nr: usize,
+    (offset, csc): (isize, isize),
+) -> impl Iterator<Item = (usize, usize, *mut T)> + '_ {
+    runs.iter().flat_map(move |run| {
+        let end = run.start + run.len;
+        (run.start..end).step_by(nr).map(move |j| {
+            let at = offset + (run.column + j - run.start) as isize * csc;
+            (j, nr.min(end - j), run.base.wrapping_offset(at))
+        })
+    })
 }
 
 /// Output rows per band: up to about twice the kernel's JB wide columns
