@@ -41,7 +41,7 @@
 //! are stored straight into C, the bias added by the kernel as it stores
 //! the last KC block's tiles. On the 7×7 ResNet layer's forward pass (112
 //! columns: tiles of 48, 48 and 16) the copy had taken 18-19 % of the
-//! time (`perf`, the Intel machine); alternated call by call, 1.13-1.15×
+//! time (`perf`, the Intel machine); alternated call by call, 1.13-1.17×
 //! on one thread and on two. With 64 columns 1.01-1.04×; with 32, fewer
 //! than NR, 0.97× (so not taken).
 //!
