@@ -112,8 +112,8 @@ fn reads_a_in_place<T>(a: &ArrayView2<'_, T>, n: usize, nr: usize) -> bool {
 
 /// Whether `C ← alpha·A·B + beta·C` reads B in place: C only written
 /// (beta = 0), few rows of A (above; fewer with the 256-bit kernels and
-/// with wide 512-bit FMAs, [`ONE_LINE_STEP`]), B's rows contiguous and apart by a
-/// positive stride that is not a multiple of 4 KiB — such rows all fall
+/// with wide 512-bit FMAs, [`ONE_LINE_STEP`]), B's rows contiguous and
+/// apart by a positive stride that is not a multiple of 4 KiB — such rows all fall
 /// in one set of the L1 cache, which then holds only a dozen of a panel's
 /// rows (64 × 512 × 8192: 0.96x in place, against 1.16x at 8000 columns).
 pub(crate) fn applies<T: Element>(a: &ArrayView2<'_, T>, beta: T, b: &ArrayView2<'_, T>) -> bool {
