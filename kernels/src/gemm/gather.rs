@@ -67,6 +67,18 @@ fn lanes_inside(pos: isize, len: usize, lanes: usize) -> u32 {
     below(hi) & !below(lo)
 }
 
+/// Whether every line of `width` values from a start in `starts` (other
+/// than [`PADDING_LINE`]) lies inside a source of `len` values. One pass
+/// that the compiler vectorises (the padding marker wraps to 0, below
+/// every start + 1): on CS231n's 16 lines a call the early-exit loop took
+/// a quarter of the lines' time (its im2col, one image in L1, alternated
+/// against that loop: 1.11-1.21x).
+#[cfg(target_arch = "x86_64")]
+fn lines_inside(starts: &[usize], width: usize, len: usize) -> bool {
+    let last = starts.iter().fold(0, |most, &s| most.max(s.wrapping_add(1)));
+    last == 0 || (last - 1).checked_add(width).is_some_and(|end| end <= len)
+}
+
 /// Defines an AVX-512F [`LinesFn`]: masked loads (lanes outside the
 /// source line are never read and come out zero), for step 2 two
 /// vectors' even lanes picked by one permute, a masked store for the last
@@ -91,11 +103,7 @@ macro_rules! lines_avx512 {
             let Some(n) = out.len().checked_div(starts.len()) else {
                 return;
             };
-            if step > 2
-                || starts
-                    .iter()
-                    .any(|&s| s != PADDING_LINE && s + width > src.len())
-            {
+            if step > 2 || !lines_inside(starts, width, src.len()) {
                 return lines_generic(src, starts, width, offset, step, out);
             }
             let evens = $evens;
@@ -371,6 +379,17 @@ mod tests {
     fn adds_match_the_definition() {
         check_adds::<f32>();
         check_adds::<f64>();
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn lines_inside_checks_the_last_start() {
+        assert!(lines_inside(&[], 5, 0));
+        assert!(lines_inside(&[PADDING_LINE, PADDING_LINE], 5, 0));
+        assert!(lines_inside(&[0, 10, PADDING_LINE, 3], 5, 15));
+        assert!(!lines_inside(&[0, 11, PADDING_LINE, 3], 5, 15));
+        assert!(!lines_inside(&[PADDING_LINE, 0, 11], 5, 15));
+        assert!(!lines_inside(&[usize::MAX - 1], 5, usize::MAX));
     }
 
     #[test]
