@@ -66,20 +66,23 @@ pub(crate) fn im2col_band<T: Element>(
     }
     let lines = crate::gemm::kernel::selected_lines::<T>();
     let mut starts = Vec::with_capacity(rows.len());
-    let mut taps = cols.chunks_exact_mut(width).take(channels * kh * kw);
-    for (c, i) in (0..channels).flat_map(|c| (0..kh).map(move |i| (c, i))) {
-        // Output pixel (y, x) of tap (i, j) reads image pixel (y·sh + i·dh
-        // − ph, x·sw + j·dw − pw) of channel c: the same lines for every j.
+    // Output pixel (y, x) of tap (i, j) reads image pixel (y·sh + i·dh −
+    // ph, x·sw + j·dw − pw) of channel c: the same lines for every j, one
+    // offset each, in one call.
+    let offsets: Vec<isize> = (0..kw).map(|j| (j * dw) as isize - pw as isize).collect();
+    let kernel_rows = cols[..channels * kh * kw * width].chunks_exact_mut(kw * width);
+    for ((c, i), out_rows) in (0..channels)
+        .flat_map(|c| (0..kh).map(move |i| (c, i)))
+        .zip(kernel_rows)
+    {
         starts.clear();
         starts.extend(rows.clone().map(|y| match geom.source(0, y, i) {
             Some(src_y) => (c * h + src_y) * w,
             None => PADDING_LINE,
         }));
-        for (j, out_rows) in (0..kw).zip(taps.by_ref()) {
-            // SAFETY: the lines were chosen for an instruction set this
-            // CPU supports.
-            unsafe { lines(image, &starts, w, (j * dw) as isize - pw as isize, sw, out_rows) };
-        }
+        // SAFETY: the lines were chosen for an instruction set this CPU
+        // supports.
+        unsafe { lines(image, &starts, w, &offsets, sw, out_rows) };
     }
 }
 

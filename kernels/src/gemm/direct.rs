@@ -198,7 +198,7 @@ impl<'a, T: Element> Source<'a, T> {
             // x·sw + pj − pw.
             // SAFETY: the lines were chosen for an instruction set this CPU
             // supports.
-            unsafe { lines(self.images, &starts, w, pj as isize - pw as isize, sw, values) };
+            unsafe { lines(self.images, &starts, w, &[pj as isize - pw as isize], sw, values) };
         }
         (band, rows.start * wide)
     }

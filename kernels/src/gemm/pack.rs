@@ -419,9 +419,10 @@ impl<T: Element> Im2colB<'_, T> {
             }));
         }
         let lines = super::kernel::selected_lines::<T>();
+        let offset = (j * dw) as isize - pw as isize;
         // SAFETY: the lines were chosen for an instruction set this CPU
         // supports.
-        unsafe { lines(self.images, starts, w, (j * dw) as isize - pw as isize, sw, out) };
+        unsafe { lines(self.images, starts, w, &[offset], sw, out) };
     }
 }
 
