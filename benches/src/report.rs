@@ -122,9 +122,20 @@ pub fn machine_line(m: &Machine) -> String {
     let avx2 = m
         .avx2_peak_gflops
         .map_or(String::new(), |g| format!(" (AVX2 FMA: {g:.1})"));
+    // A forced narrower kernel set (PATCHWISE_FORCE_ISA) binds patchwise
+    // only: matrixmultiply detects the CPU's widest kernels itself.
+    let kernels = patchwise_kernels::selected_isa();
+    let forced = if kernels < m.isa {
+        format!(
+            " patchwise's kernels forced to {kernels:?}; matrixmultiply picks its own for this CPU (up to {:?}).",
+            m.isa
+        )
+    } else {
+        String::new()
+    };
     format!(
         "CPU: {}, {} threads, widest FMA {:?}; peak f32 {:.1} GFLOP/s (best probe of the run){avx2}; copy bandwidth {:.1} GB/s. \
-         % of peak: GFLOP/s over the {:?} peak, GB/s (bytes read + written) over the copy bandwidth.",
+         % of peak: GFLOP/s over the {:?} peak, GB/s (bytes read + written) over the copy bandwidth.{forced}",
         m.cpu, m.threads, m.isa, m.peak_gflops, m.copy_gbps, m.isa
     )
 }
