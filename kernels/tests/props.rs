@@ -1233,6 +1233,40 @@ proptest! {
     }
 }
 
+/// Geometries with few taps (the dot-product route): rows shorter and
+/// longer than a vector, with and without a last partial vector, and
+/// images of several bands.
+fn few_taps_geometry() -> impl Strategy<Value = Geometry> {
+    (
+        1usize..4,
+        [1usize..48, 1..48],
+        [1usize..4, 1..4],
+        [1usize..3, 1..3],
+        [0usize..3, 0..3],
+        [1usize..3, 1..3],
+    )
+        .prop_map(|(channels, input, kernel, stride, pad, dilation)| Geometry {
+            channels,
+            input,
+            kernel,
+            stride,
+            pad,
+            dilation,
+        })
+}
+
+proptest! {
+    #![proptest_config(config(32))]
+
+    /// Few taps, any number of filters (partial tiles of filters and
+    /// taps), wide images.
+    #[test]
+    fn implicit_gemm_transposed_few_taps(g in few_taps_geometry(), m in 1usize..30, count in 1usize..4, gap in 0usize..3, raw in data(131)) {
+        check_implicit_gemm_transposed::<f32>(&g, m, count, gap, 0.0, &raw);
+        check_implicit_gemm_transposed::<f64>(&g, m, count, gap, 0.0, &raw);
+    }
+}
+
 /// A non-finite image value keeps the reference's terms: the in-place
 /// route, whose wide grid pairs image values with zeros of A that the
 /// definition never pairs, gives way to the packed one — whether it builds

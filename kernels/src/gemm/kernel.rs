@@ -195,6 +195,47 @@ pub type ARowsKernelFn<T> = unsafe fn(
     beta: T,
 );
 
+/// The dot-product micro-kernel ([`super::dot_kernel`]): accumulator
+/// vector `acc[f·TB + t]` (LANES values) adds, lane by lane, the products
+/// of FB rows of A with TB rows of B over a `rows` × `width` block:
+///
+/// ```text
+/// acc[f·TB + t][l] += Σ_{y < rows} Σ_{x < width, x mod LANES = l} a[f][y·a_stride + x] · b[t][y·b_stride + x]
+/// ```
+///
+/// each lane's terms in order of y then x, one fused multiply-add each;
+/// with `init` the sums start from zero (`acc` only written). Values past
+/// `width` in a row are never read (the last vector's loads are masked),
+/// so the rows may end anywhere.
+///
+/// # Safety
+/// `a` must point to FB row pointers and `b` to TB, each addressing `rows`
+/// rows of `width` readable values (`a_stride` or `b_stride` apart), and
+/// `acc` to FB·TB·LANES writable values aliasing neither.
+pub type DotKernelFn<T> = unsafe fn(
+    rows: usize,
+    width: usize,
+    a: *const *const T,
+    a_stride: usize,
+    b: *const *const T,
+    b_stride: usize,
+    acc: *mut T,
+    init: bool,
+);
+
+/// A [`DotKernelFn`] with its tile.
+#[derive(Clone, Copy)]
+pub struct DotKernel<T> {
+    /// Rows of A per call.
+    pub fb: usize,
+    /// Rows of B per call.
+    pub tb: usize,
+    /// Lanes of each accumulator.
+    pub lanes: usize,
+    /// The kernel.
+    pub run: DotKernelFn<T>,
+}
+
 /// A micro-kernel reading A in place ([`ARowsKernelFn`]) with its tile.
 #[derive(Clone, Copy)]
 pub struct ARowsKernel<T> {
@@ -364,6 +405,9 @@ pub trait HasKernels: Sized {
     /// product over `taps` rows of A.
     fn a_rows_kernel(isa: Isa, taps: usize) -> ARowsKernel<Self>;
 
+    /// The best dot-product kernel usable with `isa`.
+    fn dot_kernel(isa: Isa) -> DotKernel<Self>;
+
     /// The best padded strided lines usable with `isa`.
     fn lines(isa: Isa) -> LinesFn<Self>;
 
@@ -514,6 +558,31 @@ macro_rules! a_rows {
 }
 
 impl HasKernels for f32 {
+    fn dot_kernel(isa: Isa) -> DotKernel<f32> {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => DotKernel {
+                fb: 5,
+                tb: 5,
+                lanes: 16,
+                run: super::kernel_avx512::f32_dot_5x5,
+            },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => DotKernel {
+                fb: 3,
+                tb: 3,
+                lanes: 8,
+                run: super::kernel_avx2::f32_dot_3x3,
+            },
+            _ => DotKernel {
+                fb: 4,
+                tb: 4,
+                lanes: 1,
+                run: super::dot_kernel::dot_generic::<f32, 4, 4>,
+            },
+        }
+    }
+
     fn slice_add(isa: Isa) -> AddFn<f32> {
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -616,6 +685,31 @@ impl HasKernels for f32 {
 }
 
 impl HasKernels for f64 {
+    fn dot_kernel(isa: Isa) -> DotKernel<f64> {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => DotKernel {
+                fb: 5,
+                tb: 5,
+                lanes: 8,
+                run: super::kernel_avx512::f64_dot_5x5,
+            },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => DotKernel {
+                fb: 3,
+                tb: 3,
+                lanes: 4,
+                run: super::kernel_avx2::f64_dot_3x3,
+            },
+            _ => DotKernel {
+                fb: 4,
+                tb: 4,
+                lanes: 1,
+                run: super::dot_kernel::dot_generic::<f64, 4, 4>,
+            },
+        }
+    }
+
     fn slice_add(isa: Isa) -> AddFn<f64> {
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -754,4 +848,9 @@ pub(crate) fn selected_add<T: Element>() -> AddFn<T> {
 /// same instruction set.
 pub(crate) fn selected_a_rows<T: Element>(taps: usize) -> ARowsKernel<T> {
     T::a_rows_kernel(crate::isa::selected(), taps)
+}
+
+/// The dot-product kernel for `T`, of the same instruction set.
+pub(crate) fn selected_dot<T: Element>() -> DotKernel<T> {
+    T::dot_kernel(crate::isa::selected())
 }

@@ -3,7 +3,8 @@
 //! flavors of `simd_kernel!` (A and B each packed or read in place), and
 //! the rows kernels' twins with B's lanes masked (`vmaskmov` loads) or
 //! cleared (an AND), for the in-image convolution route
-//! ([`super::in_image`]).
+//! ([`super::in_image`]); the dot-product kernels
+//! ([`super::dot_kernel`]), 3 rows of A × 3 of B.
 
 #![cfg(target_arch = "x86_64")]
 
@@ -79,3 +80,55 @@ unsafe fn load_cleared_pd(p: *const f64, mask: *const LaneVector) -> __m256d {
     // SAFETY: as the caller's; a LaneVector is 64 aligned bytes.
     unsafe { _mm256_and_pd(_mm256_loadu_pd(p), _mm256_load_pd(mask.cast())) }
 }
+
+/// The lane mask of a vector's first `n` of 8 32-bit lanes.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn first_lanes_ps(n: usize) -> __m256i {
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(n as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+/// The lane mask of a vector's first `n` of 4 64-bit lanes.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn first_lanes_pd(n: usize) -> __m256i {
+    _mm256_cmpgt_epi64(_mm256_set1_epi64x(n as i64), _mm256_setr_epi64x(0, 1, 2, 3))
+}
+
+/// The f32 at `p` on `mask`'s lanes, the others zero and never touched.
+///
+/// # Safety
+/// The lanes on `mask` readable at `p`; the CPU has AVX2.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn load_first_ps(p: *const f32, mask: __m256i) -> __m256 {
+    // SAFETY: as the caller's.
+    unsafe { _mm256_maskload_ps(p, mask) }
+}
+
+/// The f64 at `p` on `mask`'s lanes, as [`load_first_ps`].
+///
+/// # Safety
+/// As [`load_first_ps`].
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn load_first_pd(p: *const f64, mask: __m256i) -> __m256d {
+    // SAFETY: as the caller's.
+    unsafe { _mm256_maskload_pd(p, mask) }
+}
+
+super::simd_dot_kernel!(
+    /// f32 dot-product kernel, 3 rows of A × 3 rows of B: 9 ymm
+    /// accumulators, three A vectors and one B vector.
+    f32_dot_3x3, "avx2,fma", f32, __m256, 8, 3, 3, __m256i, first_lanes_ps, load_first_ps,
+    _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps
+);
+
+super::simd_dot_kernel!(
+    /// f64 dot-product kernel, 3 rows of A × 3 rows of B.
+    f64_dot_3x3, "avx2,fma", f64, __m256d, 4, 3, 3, __m256i, first_lanes_pd, load_first_pd,
+    _mm256_setzero_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fmadd_pd
+);

@@ -27,6 +27,9 @@
 //! taps and B's columns filters) are 12×32 or 14×32 f32 and 12×16 f64
 //! instead: NR = 32 divides the filter counts where 48 would waste up to a
 //! third.
+//!
+//! The dot-product kernels ([`super::dot_kernel`]) take 5 rows of A × 5
+//! of B: 25 accumulators, five A vectors and one B vector.
 
 #![cfg(target_arch = "x86_64")]
 
@@ -210,4 +213,51 @@ super::simd_kernel_a_rows!(
     /// f64, MR = 12, NR = 16 (two 8-lane vectors), A read in place.
     f64_12x16_a_rows, a_ahead = 64, "avx512f", f64, __m512d, 8, 12, 2,
     _mm512_setzero_pd, _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fmadd_pd, _mm512_mul_pd, _mm512_add_pd
+);
+
+/// The mask of a vector's first `n` lanes (n < 16).
+#[inline(always)]
+fn first_lanes_16(n: usize) -> __mmask16 {
+    ((1u32 << n) - 1) as __mmask16
+}
+
+/// The mask of a vector's first `n` lanes (n < 8).
+#[inline(always)]
+fn first_lanes_8(n: usize) -> __mmask8 {
+    ((1u32 << n) - 1) as __mmask8
+}
+
+/// The f32 at `p` on `mask`'s lanes, the others zero and never touched.
+///
+/// # Safety
+/// The lanes on `mask` readable at `p`; the CPU has AVX-512F.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load_first_ps(p: *const f32, mask: __mmask16) -> __m512 {
+    // SAFETY: as the caller's.
+    unsafe { _mm512_maskz_loadu_ps(mask, p) }
+}
+
+/// The f64 at `p` on `mask`'s lanes, as [`load_first_ps`].
+///
+/// # Safety
+/// As [`load_first_ps`].
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load_first_pd(p: *const f64, mask: __mmask8) -> __m512d {
+    // SAFETY: as the caller's.
+    unsafe { _mm512_maskz_loadu_pd(mask, p) }
+}
+
+super::simd_dot_kernel!(
+    /// f32 dot-product kernel, 5 rows of A × 5 rows of B: 25 zmm
+    /// accumulators, five A vectors and one B vector.
+    f32_dot_5x5, "avx512f", f32, __m512, 16, 5, 5, __mmask16, first_lanes_16, load_first_ps,
+    _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps
+);
+
+super::simd_dot_kernel!(
+    /// f64 dot-product kernel, 5 rows of A × 5 rows of B.
+    f64_dot_5x5, "avx512f", f64, __m512d, 8, 5, 5, __mmask8, first_lanes_8, load_first_pd,
+    _mm512_setzero_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fmadd_pd
 );

@@ -15,7 +15,9 @@
 //! of a few output rows, its tiles stored straight into the output
 //! ([`im2col_bands`]); so does the transposed product of a weight gradient
 //! ([`gemm_im2col_transposed`], [`direct_transposed`]), with a micro-kernel
-//! that broadcasts its A values from MR row pointers. A plain product with
+//! that broadcasts its A values from MR row pointers — or, with few taps,
+//! as dot products of A's rows with the taps' rows, nothing packed
+//! ([`direct_dot`], [`dot_kernel`]). A plain product with
 //! beta = 0, contiguous rows of B and at most 128 rows of A (256 where B is
 //! as wide as A is tall, or at least two NR panels wide with a packed A of
 //! at most 3 MiB) reads B in place too ([`in_place`]).
@@ -32,7 +34,9 @@
 mod batch;
 mod blocked;
 mod direct;
+mod direct_dot;
 mod direct_transposed;
+mod dot_kernel;
 pub(crate) mod gather;
 mod im2col_bands;
 mod in_image;
@@ -46,6 +50,7 @@ mod simd_kernel;
 mod transpose;
 
 pub use batch::gemm_im2col_batch;
+use dot_kernel::simd_dot_kernel;
 use simd_kernel::{simd_kernel, simd_kernel_a_rows, simd_kernel_masked_rows};
 use std::sync::OnceLock;
 
@@ -651,11 +656,13 @@ fn im2col_stacked_product<T: Element>(
 /// of image n with its pixels flattened — and C is (M, C·KH·KW). Image n
 /// holds the `channels`·H·W values starting at `images[n·image_stride]` (a
 /// stride larger than one image selects a channel group of wider images).
-/// No column matrix is built: with beta = 0, finite images and rows not
-/// too narrow (at most 10 % extra work on the padded width) the taps' rows
-/// are read in place by a micro-kernel that broadcasts them from where
-/// they lie (only A is packed); otherwise B panels are gathered straight
-/// from the images. Parallel on the current pool when
+/// No column matrix is built: with beta = 0 and at most 96 taps
+/// (C·KH·KW) every element is a sum of dot products of A's rows with the
+/// taps' rows, both read where they lie (nothing packed); with beta = 0,
+/// finite images and rows not too narrow (at most 10 % extra work on the
+/// padded width) the taps' rows are read in place by a micro-kernel that
+/// broadcasts them from where they lie (only A is packed); otherwise B
+/// panels are gathered straight from the images. Parallel on the current pool when
 /// large enough; bit-identical for any number of threads.
 ///
 /// # Errors
@@ -734,6 +741,20 @@ fn im2col_transposed_product<T: Element>(
     let parallel = worth_parallel(m, taps, pixels, parallel);
     let image_len = channels * geom.input_len();
     let backend = backend();
+    if backend == Backend::Patchwise && direct_dot::applies(beta, taps, &a) {
+        let kern = kernel::selected_dot::<T>();
+        direct_dot::im2col_dot_product(
+            &kern,
+            alpha,
+            a,
+            (images, image_stride),
+            channels,
+            geom,
+            c,
+            parallel,
+        );
+        return Ok(());
+    }
     if backend == Backend::Patchwise
         && direct_transposed::applies(beta, geom)
         && direct_transposed::im2col_transposed_product(
