@@ -40,3 +40,4 @@ pub use pool::{
     avg_pool2d_backward, avg_pool2d_backward_vec, avg_pool2d_forward, avg_pool2d_forward_vec,
     max_pool2d_backward, max_pool2d_backward_vec, max_pool2d_forward, max_pool2d_forward_vec, ArgIndex,
 };
+pub use threads::on_worker;

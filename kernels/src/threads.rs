@@ -13,8 +13,19 @@
 
 /// Runs `f` on a worker of the current pool: directly when the caller is
 /// one already (or the pool has one thread), else through one cold entry.
-/// Which thread runs `f` never changes its result.
-pub(crate) fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+/// Which thread runs `f` never changes its result. A caller with several
+/// parallel steps in a row (a layer's backward pass: bias, weight and
+/// input gradients) enters the pool once through it instead of once per
+/// step.
+///
+/// ```
+/// let sum: u64 = patchwise_kernels::on_worker(|| {
+///     use rayon::prelude::*;
+///     (1..=100u64).into_par_iter().sum()
+/// });
+/// assert_eq!(sum, 5050);
+/// ```
+pub fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() || rayon::current_num_threads() == 1 {
         f()
     } else {

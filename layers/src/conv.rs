@@ -523,6 +523,13 @@ fn input_gradient<T: Element>(cache: &ConvCache<'_, T>, douts: &[T]) -> Result<A
 /// # Errors
 /// [`Error::Shape`] if dout is not (N, F, OH, OW).
 pub fn backward<T: Element>(dout: ArrayView4<'_, T>, cache: &ConvCache<'_, T>) -> Result<ConvGrads<T>> {
+    // Its parallel steps (db, dW, dx) start from inside the pool: one cold
+    // entry per call, not one per step.
+    patchwise_kernels::on_worker(|| backward_here(dout, cache))
+}
+
+/// [`backward`] on the calling thread.
+fn backward_here<T: Element>(dout: ArrayView4<'_, T>, cache: &ConvCache<'_, T>) -> Result<ConvGrads<T>> {
     let plan = cache.plan;
     let [oh, ow] = plan.geom.output();
     check::shape("dout", dout.shape(), &[plan.n, plan.f, oh, ow])?;
