@@ -135,26 +135,29 @@ impl<'a, T: Element> Source<'a, T> {
         }
     }
 
-    /// Offset of each row of B, (c, i, j) in order: tap (i, j) reads phase
-    /// plane (i·dh mod sh, j·dw mod sw), shifted by (i·dh / sh, j·dw / sw).
+    /// Offset of each row of B, (c, i, j) in order: tap (i, j) of channel c
+    /// reads phase plane (i·dh mod sh, j·dw mod sw) of channel c, shifted
+    /// by (i·dh / sh, j·dw / sw). The planes lie in the order (phase row,
+    /// channel, phase column).
     pub(super) fn offsets(&self) -> Vec<isize> {
         let ([kh, kw], [dh, dw], [sh, sw]) = (self.geom.kernel(), self.geom.dilation(), self.geom.stride());
-        let (plane, wide) = (self.channel_stride(), self.wide);
-        let phase = self.channels * plane;
-        let tap = move |i: usize, j: usize| {
+        let (plane, wide, channels) = (self.channel_stride(), self.wide, self.channels);
+        let tap = move |ch: usize, i: usize, j: usize| {
             let (y, x) = (i * dh, j * dw);
-            (y % sh * sw + x % sw) * phase + y / sh * wide + x / sw
+            (((y % sh) * channels + ch) * sw + x % sw) * plane + y / sh * wide + x / sw
         };
-        (0..self.channels)
-            .flat_map(|ch| (0..kh).flat_map(move |i| (0..kw).map(move |j| (ch * plane + tap(i, j)) as isize)))
+        (0..channels)
+            .flat_map(|ch| (0..kh).flat_map(move |i| (0..kw).map(move |j| tap(ch, i, j) as isize)))
             .collect()
     }
 
     /// The buffer holding the rows of B for output rows `rows`, and the wide
-    /// column its offsets count from. Built bands hold, per phase (pi, pj)
-    /// and channel, the band's rows of the phase plane: row r, column x of
-    /// plane (pi, pj) is padded pixel ((rows.start + r)·sh + pi, x·sw + pj),
-    /// zero outside the image; `slack` zeros follow.
+    /// column its offsets count from. Built bands hold, per phase row pi,
+    /// channel and phase column pj, the band's rows of the phase plane:
+    /// row r, column x of plane (pi, pj) is padded pixel ((rows.start +
+    /// r)·sh + pi, x·sw + pj), zero outside the image; `slack` zeros
+    /// follow. A channel's sw planes of one phase row come from the same
+    /// image lines: one call of the lines builds them all.
     pub(super) fn band<'b>(
         &'b self,
         rows: Range<usize>,
@@ -171,12 +174,14 @@ impl<'a, T: Element> Source<'a, T> {
         let (height, wide) = (self.band_height(), self.wide);
         let plane = height * wide;
         band.resize(sh * sw * self.channels * plane + slack, T::ZERO);
-        let planes = band.chunks_exact_mut(plane).take(sh * sw * self.channels);
+        let planes = band.chunks_exact_mut(sw * plane).take(sh * self.channels);
         let lines = super::kernel::selected_lines::<T>();
         let mut starts = Vec::with_capacity(height);
+        // Plane column x of phase column pj is padded column x·sw + pj,
+        // image column x·sw + pj − pw.
+        let columns: Vec<isize> = (0..sw).map(|pj| pj as isize - pw as isize).collect();
         for (index, values) in planes.enumerate() {
-            let (phase, ch) = (index / self.channels, index % self.channels);
-            let (pi, pj) = (phase / sw, phase % sw);
+            let (pi, ch) = (index / self.channels, index % self.channels);
             // Line r is tall plane row rows.start + r: image n, its row
             // within the period counted along (no division per line).
             starts.clear();
@@ -194,11 +199,9 @@ impl<'a, T: Element> Source<'a, T> {
                     (n, row) = (n + 1, 0);
                 }
             }
-            // Plane column x is padded column x·sw + pj, image column
-            // x·sw + pj − pw.
             // SAFETY: the lines were chosen for an instruction set this CPU
             // supports.
-            unsafe { lines(self.images, &starts, w, &[pj as isize - pw as isize], sw, values) };
+            unsafe { lines(self.images, &starts, w, &columns, sw, values) };
         }
         (band, rows.start * wide)
     }
