@@ -13,7 +13,11 @@
 use crate::error::{check_len, checked_product, Result};
 use crate::gemm::gather::AddShape;
 use crate::im2col::check_band;
+use crate::slot::Slot;
 use crate::{Element, Window2d};
+use ndarray::Array1;
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// A col2im in progress over one image of `channels` channels, fed band by
@@ -123,22 +127,27 @@ impl<T: Element> Col2imPhases<T> {
     /// # Errors
     /// [`crate::Error::Shape`] if `image` has the wrong length.
     pub fn finish(&self, image: &mut [T]) -> Result<()> {
+        self.finish_slots(image)
+    }
+
+    /// [`Self::finish`] into slots of initialised or fresh memory.
+    fn finish_slots<S: Slot<T>>(&self, image: &mut [S]) -> Result<()> {
         check_len("image", image.len(), self.lines.len())?;
         let w = self.geom.input()[1];
         if w == 0 {
             return Ok(());
         }
         match self.starts[..] {
-            [_] => image.copy_from_slice(&self.lines),
+            [_] => S::put_slice(image, &self.lines),
             [_, odd] => {
                 for (dst, src) in image.chunks_exact_mut(w).zip(self.lines.chunks_exact(w)) {
                     let (even, odd) = src.split_at(odd);
                     for (pair, (&e, &o)) in dst.chunks_exact_mut(2).zip(even.iter().zip(odd)) {
-                        pair[0] = e;
-                        pair[1] = o;
+                        pair[0].put(e);
+                        pair[1].put(o);
                     }
                     if w % 2 == 1 {
-                        dst[w - 1] = even[w / 2];
+                        dst[w - 1].put(even[w / 2]);
                     }
                 }
             }
@@ -146,11 +155,187 @@ impl<T: Element> Col2imPhases<T> {
                 let s = self.starts.len();
                 for (dst, src) in image.chunks_exact_mut(w).zip(self.lines.chunks_exact(w)) {
                     for (x, d) in dst.iter_mut().enumerate() {
-                        *d = src[self.starts[x % s] + x / s];
+                        d.put(src[self.starts[x % s] + x / s]);
                     }
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// One image of [`col2im_images`]'s fresh output, written part by part.
+pub struct ImageSink<'a, T> {
+    slots: &'a mut [MaybeUninit<T>],
+    written: usize,
+}
+
+impl<T: Element> ImageSink<'_, T> {
+    /// Writes the sums of `phases` (its C·H·W values) as the image's next
+    /// values.
+    ///
+    /// # Errors
+    /// [`crate::Error::Shape`] if fewer values than that are left.
+    pub fn finish(&mut self, phases: &Col2imPhases<T>) -> Result<()> {
+        let len = phases.lines.len();
+        let left = self.slots.len() - self.written;
+        if len > left {
+            return Err(crate::Error::Shape {
+                arg: "phases",
+                expected: format!("at most {left} values (what is left of the image)"),
+                actual: format!("{len} values"),
+            });
+        }
+        phases.finish_slots(&mut self.slots[self.written..][..len])?;
+        self.written += len;
+        Ok(())
+    }
+}
+
+/// A fresh batch of `count` images of `image_len` values, never
+/// zero-filled: image n is written by `image(scratch, n, sink)` through
+/// [`ImageSink::finish`] (one col2im after another: a grouped
+/// convolution's groups), its values past the last one written set to zero.
+/// Returns the values and each image's result. With `parallel`, images
+/// go in parallel on the current pool, each task with a `scratch` of its
+/// own (`S::default()`, reused across its images); results are in image
+/// order either way.
+///
+/// # Errors
+/// The first error of `image`, or [`crate::Error::Overflow`] if the
+/// batch's size overflows.
+///
+/// ```
+/// use patchwise_kernels::{col2im_images, Col2imPhases, Window2d};
+/// // Two 1×1×3 images, 1×1 kernel, stride 1: each image's one column row.
+/// let g = Window2d::new([1, 3], [1, 1], [1, 1], [0, 0], [1, 1]).unwrap();
+/// let (values, sums) = col2im_images(2, 3, false, |_: &mut (), n, sink| {
+///     let mut phases = Col2imPhases::new(1, &g)?;
+///     let cols: Vec<f32> = (0..3).map(|x| (10 * n + x) as f32).collect();
+///     phases.add_rows(&cols, 0..1)?;
+///     sink.finish(&phases)?;
+///     Ok(cols.iter().sum::<f32>())
+/// })
+/// .unwrap();
+/// assert_eq!(values, [0.0, 1.0, 2.0, 10.0, 11.0, 12.0]);
+/// assert_eq!(sums, [3.0, 33.0]);
+/// ```
+pub fn col2im_images<T: Element, S: Default, R: Send>(
+    count: usize,
+    image_len: usize,
+    parallel: bool,
+    image: impl Fn(&mut S, usize, &mut ImageSink<'_, T>) -> Result<R> + Sync,
+) -> Result<(Vec<T>, Vec<R>)> {
+    let len = checked_product("batch elements", &[count, image_len])?;
+    let mut values = Array1::<T>::uninit(len);
+    let slots = values.as_slice_mut().expect("a fresh array");
+    let run = |scratch: &mut S, (n, slots): (usize, &mut [MaybeUninit<T>])| {
+        let mut sink = ImageSink { slots, written: 0 };
+        let result = image(scratch, n, &mut sink)?;
+        let written = sink.written;
+        crate::slot::fill_uninit(&mut sink.slots[written..], T::ZERO);
+        Ok(result)
+    };
+    let results: Result<Vec<R>> = if image_len == 0 {
+        (0..count).map(|n| run(&mut S::default(), (n, &mut []))).collect()
+    } else if parallel {
+        slots
+            .par_chunks_mut(image_len)
+            .enumerate()
+            .map_init(S::default, run)
+            .collect()
+    } else {
+        let mut scratch = S::default();
+        slots
+            .chunks_mut(image_len)
+            .enumerate()
+            .map(|part| run(&mut scratch, part))
+            .collect()
+    };
+    let results = results?;
+    // SAFETY: every image's slots were written (by its sink, the rest
+    // zero-filled) — `image` returned `Ok` for every image, else we
+    // returned above.
+    let values = unsafe { values.assume_init() };
+    Ok((values.into_raw_vec_and_offset().0, results))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+
+    /// Three images of two parts (groups) of 2 channels, 3×3/2 windows on
+    /// 7×5 images: each part is `col2im` of its columns, in parallel as
+    /// serially; the per-image results come back in image order.
+    #[test]
+    fn images_are_their_parts_col2im() {
+        let g = Window2d::new([7, 5], [3, 3], [2, 2], [1, 1], [1, 1]).unwrap();
+        let (channels, parts, count) = (2, 2, 3);
+        let part_len = channels * g.input_len();
+        let cols_len = channels * g.kernel_len() * g.output_len();
+        let cols = |n: usize, part: usize| -> Vec<f64> {
+            (0..cols_len)
+                .map(|i| ((i * 7 + n * 13 + part * 29) % 17) as f64 - 8.0)
+                .collect()
+        };
+        let run = |parallel: bool| {
+            col2im_images(
+                count,
+                parts * part_len,
+                parallel,
+                |scratch: &mut Option<Col2imPhases<f64>>, n, sink| {
+                    for part in 0..parts {
+                        let phases = scratch.get_or_insert_with(|| Col2imPhases::new(channels, &g).unwrap());
+                        phases.reset();
+                        phases.add_rows(&cols(n, part), 0..g.output()[0])?;
+                        sink.finish(phases)?;
+                    }
+                    Ok(n * 10)
+                },
+            )
+            .unwrap()
+        };
+        let (values, results) = run(true);
+        assert_eq!(results, [0, 10, 20]);
+        assert_eq!(run(false).0, values);
+        for n in 0..count {
+            for part in 0..parts {
+                let mut expected = vec![0.0; part_len];
+                crate::col2im(&cols(n, part), channels, &g, &mut expected).unwrap();
+                let at = (n * parts + part) * part_len;
+                assert_eq!(values[at..at + part_len], expected[..], "image {n}, part {part}");
+            }
+        }
+    }
+
+    /// Values past the last part written are zero; a part larger than
+    /// what is left is an error, as is the closure's own.
+    #[test]
+    fn unwritten_values_are_zero_and_overflows_errors() {
+        let g = Window2d::new([2, 2], [1, 1], [1, 1], [0, 0], [1, 1]).unwrap();
+        let mut phases = Col2imPhases::new(1, &g).unwrap();
+        phases.add_rows(&[1.0f32, 2.0, 3.0, 4.0], 0..2).unwrap();
+        let (values, _) = col2im_images(2, 6, true, |_: &mut (), _, sink| sink.finish(&phases)).unwrap();
+        assert_eq!(
+            values,
+            [1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 0.0, 0.0]
+        );
+        let too_long = col2im_images(1, 3, false, |_: &mut (), _, sink| sink.finish(&phases));
+        assert!(
+            matches!(too_long, Err(Error::Shape { arg: "phases", .. })),
+            "{too_long:?}"
+        );
+        let failed = col2im_images::<f32, (), ()>(2, 1, true, |_, n, _| {
+            if n == 1 {
+                Err(Error::parameter("n", "0", 1))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(
+            matches!(failed, Err(Error::Parameter { arg: "n", .. })),
+            "{failed:?}"
+        );
     }
 }

@@ -26,7 +26,7 @@ mod slot;
 pub mod spare;
 mod threads;
 
-pub use col2im_phases::Col2imPhases;
+pub use col2im_phases::{col2im_images, Col2imPhases, ImageSink};
 pub use element::Element;
 pub use error::{checked_product, Error, Result};
 pub use gemm::{

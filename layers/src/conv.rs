@@ -74,8 +74,8 @@ use ndarray::{
     s, Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, CowArray, Ix4,
 };
 use patchwise_kernels::{
-    checked_product, gemm, gemm_im2col_batch, gemm_im2col_transposed, gemm_serial, spare, Col2imPhases,
-    Window2d,
+    checked_product, col2im_images, gemm, gemm_im2col_batch, gemm_im2col_transposed, gemm_serial, spare,
+    Col2imPhases, ImageSink, Window2d,
 };
 use rayon::prelude::*;
 
@@ -427,16 +427,17 @@ const COL2IM_BAND_BYTES: usize = 1 << 19;
 
 /// dx of one image by the column route: Wᵀ · dout band by band of output
 /// rows, each band scattered into the phase lines while in cache, which
-/// then overwrite `dx` (`buf` and `phases` are the task's scratch).
+/// are then written out as the image's dx, group after group (`buf` and
+/// `phases` are the task's scratch).
 fn col2im_dx_image<T: Element>(
     plan: &Plan,
     w: ArrayView2<'_, T>,
     dout: &[T],
-    dx: &mut [T],
+    dx: &mut ImageSink<'_, T>,
     (buf, phases): &mut (Vec<T>, Option<Col2imPhases<T>>),
     mode: Gemm,
 ) -> Result<()> {
-    let (fg, p, cg, hw) = (plan.fg(), plan.p(), plan.cg(), plan.geom.input_len());
+    let (fg, p, cg) = (plan.fg(), plan.p(), plan.cg());
     // Output rows per band: a number fixed by the shape.
     let [oh, ow] = plan.geom.output();
     let row_bytes = plan.k() * ow * std::mem::size_of::<T>();
@@ -445,7 +446,6 @@ fn col2im_dx_image<T: Element>(
         let dout_g = &dout[g * fg * p..][..fg * p];
         let dout_m = ArrayView2::from_shape((fg, p), dout_g).expect("Fg·P elements");
         let w_g = w.slice(s![g * fg..(g + 1) * fg, ..]);
-        let dx_g = &mut dx[g * cg * hw..][..cg * hw];
         if let Some(sums) = phases.as_mut() {
             sums.reset();
         } else {
@@ -461,7 +461,7 @@ fn col2im_dx_image<T: Element>(
             mode.run(w_g.t(), dout_band, T::ZERO, dcols)?;
             sums.add_rows(buf, rows)?;
         }
-        sums.finish(dx_g)?;
+        dx.finish(sums)?;
     }
     Ok(())
 }
@@ -494,33 +494,20 @@ fn input_gradient<T: Element>(cache: &ConvCache<'_, T>, douts: &[T]) -> Result<(
             gemm_im2col_batch(&groups, douts, plan.n, out_len, fg, &plan.geom, None)?
         }
         DxRoute::Col2im => {
-            let mut dx = crate::output::zeros(cache.x.raw_dim());
-            let dxs = dx.as_slice_mut().expect("fresh array");
-            let image_len = plan.image_len();
-            // Each image's dx, then its filters' dout sums while dout is in
-            // cache (db's per-image sums, saving a pass over dout: the
-            // CS231n backward pass 1.05x on one thread, 1.00-1.05x on two).
+            // Each image's dx into fresh memory, then its filters' dout sums
+            // while dout is in cache (db's per-image sums, saving a pass
+            // over dout: the CS231n backward pass 1.05x on one thread,
+            // 1.00-1.05x on two).
             let p = plan.p();
-            let sums = |d: &[T]| d.chunks_exact(p).map(lane_sum).collect::<Vec<T>>();
-            let per_image: Vec<Vec<T>> = if plan.parallel_over(plan.n) {
-                // One image per task.
-                douts
-                    .par_chunks(out_len)
-                    .zip(dxs.par_chunks_mut(image_len))
-                    .map_init(Default::default, |scratch, (d, dx)| {
-                        col2im_dx_image(&plan, wm, d, dx, scratch, Gemm::Serial).map(|()| sums(d))
-                    })
-                    .collect::<Result<_>>()?
-            } else {
-                let mut scratch = Default::default();
-                douts
-                    .chunks(out_len)
-                    .zip(dxs.chunks_mut(image_len))
-                    .map(|(d, dx)| {
-                        col2im_dx_image(&plan, wm, d, dx, &mut scratch, Gemm::Parallel).map(|()| sums(d))
-                    })
-                    .collect::<Result<_>>()?
-            };
+            let parallel = plan.parallel_over(plan.n);
+            let mode = if parallel { Gemm::Serial } else { Gemm::Parallel };
+            let (values, per_image) =
+                col2im_images(plan.n, plan.image_len(), parallel, |scratch, n, sink| {
+                    let d = &douts[n * out_len..][..out_len];
+                    col2im_dx_image(&plan, wm, d, sink, scratch, mode)?;
+                    Ok(d.chunks_exact(p).map(lane_sum).collect::<Vec<T>>())
+                })?;
+            let dx = Array4::from_shape_vec(cache.x.raw_dim(), values).expect("N·C·H·W values");
             return Ok((dx, Some(per_image.concat())));
         }
     };
