@@ -7,6 +7,7 @@ use ndarray::{Array2, Array3, Array4, ArrayView2, ShapeBuilder};
 use patchwise_kernels::*;
 use patchwise_reference as reference;
 use proptest::prelude::*;
+use std::ops::Range;
 
 /// `PROPTEST_CASES` when set, else `default`.
 fn config(default: u32) -> ProptestConfig {
@@ -42,13 +43,26 @@ struct Geometry {
 }
 
 fn geometry() -> impl Strategy<Value = Geometry> {
+    geometries(1..4, 1..9, 1..5, 1..5, 0..5, 1..4)
+}
+
+/// Geometries with each size drawn from its range (both axes alike).
+fn geometries(
+    channels: Range<usize>,
+    input: Range<usize>,
+    kernel: Range<usize>,
+    stride: Range<usize>,
+    pad: Range<usize>,
+    dilation: Range<usize>,
+) -> impl Strategy<Value = Geometry> {
+    let both = |r: Range<usize>| [r.clone(), r];
     (
-        1usize..4,
-        [1usize..9, 1..9],
-        [1usize..5, 1..5],
-        [1usize..5, 1..5],
-        [0usize..5, 0..5],
-        [1usize..4, 1..4],
+        channels,
+        both(input),
+        both(kernel),
+        both(stride),
+        both(pad),
+        both(dilation),
     )
         .prop_map(|(channels, input, kernel, stride, pad, dilation)| Geometry {
             channels,
@@ -996,22 +1010,7 @@ fn implicit_gemm_blocks_shallower_than_the_taps() {
 /// Geometries large enough for several KC blocks (C·KH·KW > 256) and
 /// several bands of output rows, and empty images (all padding).
 fn large_geometry() -> impl Strategy<Value = Geometry> {
-    (
-        1usize..40,
-        [0usize..40, 0..40],
-        [1usize..5, 1..5],
-        [1usize..4, 1..4],
-        [0usize..3, 0..3],
-        [1usize..3, 1..3],
-    )
-        .prop_map(|(channels, input, kernel, stride, pad, dilation)| Geometry {
-            channels,
-            input,
-            kernel,
-            stride,
-            pad,
-            dilation,
-        })
+    geometries(1..40, 0..40, 1..5, 1..4, 0..3, 1..3)
 }
 
 proptest! {
@@ -1237,22 +1236,7 @@ proptest! {
 /// longer than a vector, with and without a last partial vector, and
 /// images of several bands.
 fn few_taps_geometry() -> impl Strategy<Value = Geometry> {
-    (
-        1usize..4,
-        [1usize..48, 1..48],
-        [1usize..4, 1..4],
-        [1usize..3, 1..3],
-        [0usize..3, 0..3],
-        [1usize..3, 1..3],
-    )
-        .prop_map(|(channels, input, kernel, stride, pad, dilation)| Geometry {
-            channels,
-            input,
-            kernel,
-            stride,
-            pad,
-            dilation,
-        })
+    geometries(1..4, 1..48, 1..4, 1..3, 0..3, 1..3)
 }
 
 proptest! {
