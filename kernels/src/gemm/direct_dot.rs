@@ -17,7 +17,8 @@
 //! Work goes by units of one band of output rows of one image, the units
 //! in a fixed number of groups (from the shape only), each group's sums
 //! in vectors of its own; at the end the groups' vectors are added in
-//! group order and then their lanes in lane order. Every element's sum
+//! group order and then each vector's lanes pairwise, halving (a fixed
+//! order). Every element's sum
 //! runs over the same terms in the same order whatever the thread count:
 //! results are bit-identical for any number of threads, and serial equals
 //! parallel.
@@ -78,6 +79,10 @@ pub(crate) fn im2col_dot_product<T: Element>(
         .collect();
     let groups = units.len().min(TASKS);
     let (fb, tb, lanes) = (kern.fb, kern.tb, kern.lanes);
+    assert!(
+        fb <= 16 && tb <= 16,
+        "dot kernel tile {fb}×{tb}: at most 16 row pointers each"
+    );
     let (tiles_f, tiles_t) = (m.div_ceil(fb), taps.div_ceil(tb));
     let tile_len = fb * tb * lanes;
     let group_len = tiles_f * tiles_t * tile_len;
