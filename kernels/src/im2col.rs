@@ -6,7 +6,7 @@
 //! zero where that reads padding.
 
 use crate::error::{check_len, checked_product, Result};
-use crate::gemm::gather::PADDING_LINE;
+use crate::gemm::gather::{LinesFn, PADDING_LINE};
 use crate::{Element, Window2d};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -56,33 +56,61 @@ pub(crate) fn im2col_band<T: Element>(
     rows: Range<usize>,
     cols: &mut [T],
 ) {
-    let [h, w] = geom.input();
     let [kh, kw] = geom.kernel();
-    let ow = geom.output()[1];
-    let (sw, dw, pw) = (geom.stride()[1], geom.dilation()[1], geom.pad()[1]);
-    let width = rows.len() * ow;
+    let width = rows.len() * geom.output()[1];
     if width == 0 {
         return;
     }
-    let lines = crate::gemm::kernel::selected_lines::<T>();
-    let mut starts = Vec::with_capacity(rows.len());
-    // Output pixel (y, x) of tap (i, j) reads image pixel (y·sh + i·dh −
-    // ph, x·sw + j·dw − pw) of channel c: the same lines for every j, one
-    // offset each, in one call.
-    let offsets: Vec<isize> = (0..kw).map(|j| (j * dw) as isize - pw as isize).collect();
+    let mut lines = KernelRowLines::new(geom);
     let kernel_rows = cols[..channels * kh * kw * width].chunks_exact_mut(kw * width);
-    for ((c, i), out_rows) in (0..channels)
+    for ((c, i), out) in (0..channels)
         .flat_map(|c| (0..kh).map(move |i| (c, i)))
         .zip(kernel_rows)
     {
-        starts.clear();
-        starts.extend(rows.clone().map(|y| match geom.source(0, y, i) {
+        lines.write(image, (c, i), rows.clone(), out);
+    }
+}
+
+/// Writes the im2col rows of one kernel row at a time: its KW taps read
+/// the same image lines, one offset each, in one call of the lines.
+pub(crate) struct KernelRowLines<'g, T> {
+    geom: &'g Window2d,
+    offsets: Vec<isize>,
+    starts: Vec<usize>,
+    lines: LinesFn<T>,
+}
+
+impl<'g, T: Element> KernelRowLines<'g, T> {
+    pub(crate) fn new(geom: &'g Window2d) -> Self {
+        let (dw, pw) = (geom.dilation()[1], geom.pad()[1]);
+        // Output pixel (y, x) of tap (i, j) reads image pixel (y·sh + i·dh
+        // − ph, x·sw + j·dw − pw) of channel c.
+        let offsets = (0..geom.kernel()[1])
+            .map(|j| (j * dw) as isize - pw as isize)
+            .collect();
+        let lines = crate::gemm::kernel::selected_lines::<T>();
+        Self {
+            geom,
+            offsets,
+            starts: Vec::new(),
+            lines,
+        }
+    }
+
+    /// The rows of kernel row `i` of channel `c` (KW blocks of
+    /// `rows.len()`·OW values) over output rows `rows`, which may run past
+    /// the output's last row (they read further image rows, or padding).
+    /// Unchecked: `image` must hold channel `c`'s plane.
+    pub(crate) fn write(&mut self, image: &[T], (c, i): (usize, usize), rows: Range<usize>, out: &mut [T]) {
+        let [h, w] = self.geom.input();
+        self.starts.clear();
+        self.starts.extend(rows.map(|y| match self.geom.source(0, y, i) {
             Some(src_y) => (c * h + src_y) * w,
             None => PADDING_LINE,
         }));
         // SAFETY: the lines were chosen for an instruction set this CPU
         // supports.
-        unsafe { lines(image, &starts, w, &offsets, sw, out_rows) };
+        unsafe { (self.lines)(image, &self.starts, w, &self.offsets, self.geom.stride()[1], out) };
     }
 }
 
