@@ -73,6 +73,17 @@ pub(crate) fn applies<T: Element>(m: usize, beta: T, geom: &Window2d) -> bool {
         && (m <= MAX_ROWS || super::in_image::takes_rows(&super::kernel::selected_rows::<T>(m), m, geom))
 }
 
+/// Whether [`im2col_product`] over a batch of images (several, so the
+/// bands are built) takes [`super::im2col_bands`], which splits the batch
+/// into bands of one image itself: one call over the whole batch then
+/// packs A (and its bias column) once instead of once per chunk of images.
+pub(super) fn bands_take_batch<T: Element>((m, taps): (usize, usize), geom: &Window2d, bias: bool) -> bool {
+    let kern = super::kernel::selected_rows::<T>(m);
+    applies(m, T::ZERO, geom)
+        && !super::in_image::applies(&kern, geom)
+        && super::im2col_bands::applies(&kern, (m, taps), geom.output()[1], T::ONE, bias)
+}
+
 /// Where the rows of B come from: `count` images, `image_stride` apart,
 /// stacked into one tall image of `count · period` rows of phase planes
 /// (each image's padded height rounded up to whole stride steps), whose
