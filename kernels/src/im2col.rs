@@ -61,13 +61,15 @@ pub(crate) fn im2col_band<T: Element>(
     if width == 0 {
         return;
     }
+    let plane = geom.input_len();
     let mut lines = KernelRowLines::new(geom);
-    let kernel_rows = cols[..channels * kh * kw * width].chunks_exact_mut(kw * width);
-    for ((c, i), out) in (0..channels)
-        .flat_map(|c| (0..kh).map(move |i| (c, i)))
-        .zip(kernel_rows)
-    {
-        lines.write(image, (c, i), rows.clone(), out);
+    // Kernel row by kernel row, so that the channels share the lines'
+    // starts.
+    for i in 0..kh {
+        for c in 0..channels {
+            let out = &mut cols[(c * kh + i) * kw * width..][..kw * width];
+            lines.write(&image[c * plane..][..plane], i, rows.clone(), out);
+        }
     }
 }
 
@@ -76,7 +78,10 @@ pub(crate) fn im2col_band<T: Element>(
 pub(crate) struct KernelRowLines<'g, T> {
     geom: &'g Window2d,
     offsets: Vec<isize>,
-    starts: Vec<usize>,
+    /// Per kernel row, the output rows last written and their lines'
+    /// starts in a channel's plane (the channels', and often the next
+    /// image's, bands read the same lines).
+    starts: Vec<(Option<Range<usize>>, Vec<usize>)>,
     lines: LinesFn<T>,
 }
 
@@ -84,33 +89,39 @@ impl<'g, T: Element> KernelRowLines<'g, T> {
     pub(crate) fn new(geom: &'g Window2d) -> Self {
         let (dw, pw) = (geom.dilation()[1], geom.pad()[1]);
         // Output pixel (y, x) of tap (i, j) reads image pixel (y·sh + i·dh
-        // − ph, x·sw + j·dw − pw) of channel c.
+        // − ph, x·sw + j·dw − pw) of its channel.
         let offsets = (0..geom.kernel()[1])
             .map(|j| (j * dw) as isize - pw as isize)
             .collect();
         let lines = crate::gemm::kernel::selected_lines::<T>();
+        let starts = vec![(None, Vec::new()); geom.kernel()[0]];
         Self {
             geom,
             offsets,
-            starts: Vec::new(),
+            starts,
             lines,
         }
     }
 
-    /// The rows of kernel row `i` of channel `c` (KW blocks of
-    /// `rows.len()`·OW values) over output rows `rows`, which may run past
-    /// the output's last row (they read further image rows, or padding).
-    /// Unchecked: `image` must hold channel `c`'s plane.
-    pub(crate) fn write(&mut self, image: &[T], (c, i): (usize, usize), rows: Range<usize>, out: &mut [T]) {
+    /// The rows of kernel row `i` (KW blocks of `rows.len()`·OW values)
+    /// over output rows `rows`, which may run past the output's last row
+    /// (they read further image rows, or padding), from one channel's
+    /// `plane` (H·W values).
+    pub(crate) fn write(&mut self, plane: &[T], i: usize, rows: Range<usize>, out: &mut [T]) {
         let [h, w] = self.geom.input();
-        self.starts.clear();
-        self.starts.extend(rows.map(|y| match self.geom.source(0, y, i) {
-            Some(src_y) => (c * h + src_y) * w,
-            None => PADDING_LINE,
-        }));
+        let (of, starts) = &mut self.starts[i];
+        if of.as_ref() != Some(&rows) {
+            *of = Some(rows.clone());
+            starts.clear();
+            starts.extend(rows.map(|y| match self.geom.source(0, y, i) {
+                Some(src_y) => src_y * w,
+                None => PADDING_LINE,
+            }));
+        }
         // SAFETY: the lines were chosen for an instruction set this CPU
         // supports.
-        unsafe { (self.lines)(image, &self.starts, w, &self.offsets, self.geom.stride()[1], out) };
+        unsafe { (self.lines)(plane, starts, w, &self.offsets, self.geom.stride()[1], out) };
+        debug_assert_eq!(plane.len(), h * w);
     }
 }
 

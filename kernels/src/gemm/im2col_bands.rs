@@ -86,62 +86,74 @@ pub(super) fn im2col_product<T: Element, S: Slot<T>>(
         let a_pack = aligned(a_buf, m_pad * depth);
         pack_a(a.view(), (mr, kern.pack_a), a_pack, parallel);
         let a_pack = &*a_pack;
-        let task = |(n, rows, mut out): (usize, Range<usize>, ArrayViewMut2<'_, S>), band: &mut Vec<T>| {
-            let width = rows.len() * ow;
-            let taps = shared.len(channels, rows.len());
-            // NR values past the last row: a partial last panel reads a
-            // whole vector or panel from where its row starts.
-            let len = taps + width * usize::from(bias.is_some()) + nr;
-            if band.len() < len {
-                band.resize(len, T::ZERO);
-            }
-            let band = &mut band[..len];
-            let image = &images[n * image_stride..][..image_len];
-            let mut offsets = shared.build(image, channels, rows, &mut band[..taps]);
-            if bias.is_some() {
-                band[taps..taps + width].fill(T::ONE);
-                offsets.push(taps as isize);
-            }
-            let (rsc, csc) = (out.strides()[0], out.strides()[1]);
-            // A slot has T's layout (`Slot`'s contract).
-            let base = out.as_mut_ptr().cast::<T>();
-            for i in (0..m).step_by(mr) {
-                let a_panel = &a_pack[i * depth..][..mr * depth];
-                for j in (0..width).step_by(nr) {
-                    let (rows, cols) = (mr.min(m - i), nr.min(width - j));
-                    // SAFETY: the A panel holds depth·MR values; row p of B
-                    // has NR values from band + j + p·width, inside the band
-                    // (its last row is followed by NR values); (i, j) ..
-                    // (i + rows, j + cols) lies inside `out`, this task's
-                    // own part of C, which aliases neither A's panels nor
-                    // the band; fresh slots are only written (beta = 0);
-                    // the kernel's ISA is supported.
-                    unsafe {
-                        (kern.rows_for_cols(cols))(
-                            depth,
-                            a_panel.as_ptr(),
-                            band.as_ptr().add(j),
-                            offsets.as_ptr(),
-                            std::ptr::null(),
-                            base.offset(i as isize * rsc + j as isize * csc),
-                            rsc,
-                            csc,
-                            rows,
-                            cols,
-                            alpha,
-                            T::ZERO,
-                        );
+        let task =
+            |(n, rows, mut out): (usize, Range<usize>, ArrayViewMut2<'_, S>),
+             band: &mut Vec<T>,
+             (lines, offsets, offsets_rows): &mut (KernelRowLines<'_, T>, Vec<isize>, usize)| {
+                let width = rows.len() * ow;
+                let taps = shared.len(channels, rows.len());
+                // NR values past the last row: a partial last panel reads a
+                // whole vector or panel from where its row starts.
+                let len = taps + width * usize::from(bias.is_some()) + nr;
+                if band.len() < len {
+                    band.resize(len, T::ZERO);
+                }
+                let band = &mut band[..len];
+                if *offsets_rows != rows.len() {
+                    shared.offsets(channels, rows.len(), offsets);
+                    if bias.is_some() {
+                        offsets.push(taps as isize);
+                    }
+                    *offsets_rows = rows.len();
+                }
+                let image = &images[n * image_stride..][..image_len];
+                shared.build(image, channels, rows, lines, &mut band[..taps]);
+                if bias.is_some() {
+                    band[taps..taps + width].fill(T::ONE);
+                }
+                let (rsc, csc) = (out.strides()[0], out.strides()[1]);
+                // A slot has T's layout (`Slot`'s contract).
+                let base = out.as_mut_ptr().cast::<T>();
+                for i in (0..m).step_by(mr) {
+                    let a_panel = &a_pack[i * depth..][..mr * depth];
+                    for j in (0..width).step_by(nr) {
+                        let (rows, cols) = (mr.min(m - i), nr.min(width - j));
+                        // SAFETY: the A panel holds depth·MR values; row p of B
+                        // has NR values from band + j + offsets[p], inside the
+                        // band (every row lies in it, and NR values follow the
+                        // last one); (i, j) ..
+                        // (i + rows, j + cols) lies inside `out`, this task's
+                        // own part of C, which aliases neither A's panels nor
+                        // the band; fresh slots are only written (beta = 0);
+                        // the kernel's ISA is supported.
+                        unsafe {
+                            (kern.rows_for_cols(cols))(
+                                depth,
+                                a_panel.as_ptr(),
+                                band.as_ptr().add(j),
+                                offsets.as_ptr(),
+                                std::ptr::null(),
+                                base.offset(i as isize * rsc + j as isize * csc),
+                                rsc,
+                                csc,
+                                rows,
+                                cols,
+                                alpha,
+                                T::ZERO,
+                            );
+                        }
                     }
                 }
-            }
-        };
+            };
         let parts = bands(c, oh, ow, band_rows);
+        let aux = || (KernelRowLines::new(geom), Vec::new(), usize::MAX);
         if parallel && parts.len() > 1 {
             parts
                 .into_par_iter()
-                .for_each_init(Vec::new, |band, part| task(part, band));
+                .for_each_init(|| (Vec::new(), aux()), |(band, aux), part| task(part, band, aux));
         } else {
-            parts.into_iter().for_each(|part| task(part, b_buf));
+            let mut aux = aux();
+            parts.into_iter().for_each(|part| task(part, b_buf, &mut aux));
         }
     });
 }
@@ -203,39 +215,50 @@ impl<'g> SharedRows<'g> {
     }
 
     /// Writes the band of output rows `rows` of `image` into `band` (of
-    /// [`Self::len`] values) and returns where each tap's row starts.
+    /// [`Self::len`] values), chain by chain so that the channels share
+    /// the lines' starts.
     fn build<T: Element>(
         &self,
         image: &[T],
         channels: usize,
         rows: Range<usize>,
+        lines: &mut KernelRowLines<'_, T>,
         band: &mut [T],
-    ) -> Vec<isize> {
+    ) {
         let [kh, kw] = self.geom.kernel();
-        let ow = self.geom.output()[1];
+        let (ow, plane) = (self.geom.output()[1], self.geom.input_len());
         let chains = self.period.min(kh);
-        let mut lines = KernelRowLines::new(self.geom);
-        let mut rest = band;
-        for c in 0..channels {
-            for b in 0..chains {
-                let len = kw * self.chain_rows(b, rows.len()) * ow;
-                let (out, tail) = rest.split_at_mut(len);
-                let end = rows.start + self.chain_rows(b, rows.len());
-                lines.write(image, (c, b), rows.start..end, out);
-                rest = tail;
+        let per_channel = self.chains_len(chains, rows.len());
+        for b in 0..chains {
+            let chain_rows = self.chain_rows(b, rows.len());
+            let at = self.chains_len(b, rows.len());
+            for c in 0..channels {
+                let out = &mut band[c * per_channel + at..][..kw * chain_rows * ow];
+                lines.write(
+                    &image[c * plane..][..plane],
+                    b,
+                    rows.start..rows.start + chain_rows,
+                    out,
+                );
             }
         }
-        let per_channel = self.chains_len(chains, rows.len());
-        let mut offsets = Vec::with_capacity(channels * kh * kw + 1);
+    }
+
+    /// Where each tap's row starts in a band of `rows` output rows, into
+    /// `offsets`.
+    fn offsets(&self, channels: usize, rows: usize, offsets: &mut Vec<isize>) {
+        let [kh, kw] = self.geom.kernel();
+        let ow = self.geom.output()[1];
+        let per_channel = self.chains_len(self.period.min(kh), rows);
+        offsets.clear();
         for c in 0..channels {
             for i in 0..kh {
                 let (b, q) = (i % self.period, i / self.period);
-                let chain = c * per_channel + self.chains_len(b, rows.len());
-                let block = self.chain_rows(b, rows.len()) * ow;
+                let chain = c * per_channel + self.chains_len(b, rows);
+                let block = self.chain_rows(b, rows) * ow;
                 offsets.extend((0..kw).map(|j| (chain + j * block + q * self.shift * ow) as isize));
             }
         }
-        offsets
     }
 }
 
@@ -332,12 +355,16 @@ mod tests {
             let geom = Window2d::new(input, kernel, stride, pad, dilation).unwrap();
             let ([h, w], [kh, kw], [oh, ow]) = (input, kernel, geom.output());
             let image: Vec<f64> = (0..channels * h * w).map(|v| v as f64 + 1.0).collect();
+            // One set of lines and offsets for all the bands, as a thread's
+            // bands share them.
+            let (mut lines, mut offsets) = (KernelRowLines::new(&geom), Vec::new());
             for band_rows in 1..=oh {
                 let shared = SharedRows::new(&geom, band_rows);
                 for start in (0..oh).step_by(band_rows) {
                     let rows = start..(start + band_rows).min(oh);
                     let mut band = vec![f64::NAN; shared.len(channels, rows.len())];
-                    let offsets = shared.build(&image, channels, rows.clone(), &mut band);
+                    shared.build(&image, channels, rows.clone(), &mut lines, &mut band);
+                    shared.offsets(channels, rows.len(), &mut offsets);
                     assert_eq!(offsets.len(), channels * kh * kw);
                     let taps = (0..channels)
                         .flat_map(|c| (0..kh).flat_map(move |i| (0..kw).map(move |j| (c, i, j))));
