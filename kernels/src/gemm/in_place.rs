@@ -186,7 +186,8 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
                 for j in (0..width).step_by(nr) {
                     let (column, cols) = (first + j, nr.min(width - j));
                     let (b_panel, b_offsets) = if column + nr <= n {
-                        (b.slice(s![.., column..]).as_ptr(), &offsets[d.clone()])
+                        // B's columns are contiguous (`applies`).
+                        (b.as_ptr().wrapping_add(column), &offsets[d.clone()])
                     } else {
                         // The last, partial panel: copied, zero-padded.
                         panel.clear();
