@@ -160,23 +160,26 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
     let m_pad = m.div_ceil(mr) * mr;
     let depth = depth_blocks(k, kern.depth_block(k));
     let row_stride = b.strides()[0];
-    let offsets: Vec<isize> = (0..k as isize).map(|p| p * row_stride).collect();
-    // The copied last panel's rows, NR apart.
-    let panel_offsets: Vec<isize> = (0..depth[0].len() as isize).map(|p| p * nr as isize).collect();
+    // B's rows, then the copied last panel's rows, NR apart (one vector).
+    let all_offsets: Vec<isize> = (0..k as isize)
+        .map(|p| p * row_stride)
+        .chain((0..depth[0].len() as isize).map(|p| p * nr as isize))
+        .collect();
+    let (offsets, panel_offsets) = all_offsets.split_at(k);
     let a_in_place = reads_a_in_place(&a, n, nr);
-    super::kernel::with_pack_buffers(parallel, |a_buf, _| {
+    super::kernel::with_pack_buffers(parallel, |a_buf, b_buf| {
         let a_pack: &[T] = if a_in_place {
             &[]
         } else {
             pack_a_blocks(a, (mr, kern.pack_a), &depth, a_buf, parallel)
         };
         // One task: `block`, the part of C from row `top` and column `first`.
-        let task = |(top, first, mut block): (usize, usize, ArrayViewMut2<'_, S>)| {
+        // `panel`: the thread's buffer for the copied last panel.
+        let task = |(top, first, mut block): (usize, usize, ArrayViewMut2<'_, S>), panel: &mut Vec<T>| {
             let (rsc, csc) = (block.strides()[0], block.strides()[1]);
             // A slot has T's layout (`Slot`'s contract).
             let base = block.as_mut_ptr().cast::<T>();
             let (height, width) = block.dim();
-            let mut panel = Vec::new();
             let mut a_rows = [std::ptr::null::<T>(); super::kernel::MAX_MR];
             for (step, d) in depth.iter().enumerate() {
                 let kc = d.len();
@@ -269,9 +272,11 @@ pub(crate) fn gemm_b_in_place<T: Element, S: Slot<T>>(
         let jb = even_shares(jb, nr, (m, row_block), n, threads);
         let blocks = grid(c, row_block, jb);
         if parallel && blocks.len() > 1 {
-            blocks.into_par_iter().for_each(task);
+            blocks
+                .into_par_iter()
+                .for_each_init(Vec::new, |panel, block| task(block, panel));
         } else {
-            blocks.into_iter().for_each(task);
+            blocks.into_iter().for_each(|block| task(block, b_buf));
         }
     });
 }
