@@ -108,7 +108,7 @@ pub fn gemm_im2col_batch<T: Element>(
         return Ok(unsafe { out.assume_init() });
     }
     let whole = matches!(super::backend(), super::Backend::Patchwise)
-        && super::direct::bands_take_batch::<T>((m, taps), geom, bias.is_some());
+        && super::direct::bands_take_batch::<T>((m, taps), geom);
     let per_chunk = if whole {
         count
     } else {

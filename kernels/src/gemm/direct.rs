@@ -76,12 +76,12 @@ pub(crate) fn applies<T: Element>(m: usize, beta: T, geom: &Window2d) -> bool {
 /// Whether [`im2col_product`] over a batch of images (several, so the
 /// bands are built) takes [`super::im2col_bands`], which splits the batch
 /// into bands of one image itself: one call over the whole batch then
-/// packs A (and its bias column) once instead of once per chunk of images.
-pub(super) fn bands_take_batch<T: Element>((m, taps): (usize, usize), geom: &Window2d, bias: bool) -> bool {
+/// packs A once instead of once per chunk of images.
+pub(super) fn bands_take_batch<T: Element>((m, taps): (usize, usize), geom: &Window2d) -> bool {
     let kern = super::kernel::selected_rows::<T>(m);
     applies(m, T::ZERO, geom)
         && !super::in_image::applies(&kern, geom)
-        && super::im2col_bands::applies(&kern, (m, taps), geom.output()[1], T::ONE, bias)
+        && super::im2col_bands::applies(&kern, (m, taps), geom.output()[1])
 }
 
 /// Where the rows of B come from: `count` images, `image_stride` apart,
@@ -240,7 +240,7 @@ pub(crate) fn im2col_product<T: Element, S: Slot<T>>(
     }
     let [oh, ow] = geom.output();
     let mut source = Source::new(batch, channels, geom);
-    if source.copied && super::im2col_bands::applies(kern, a.dim(), ow, alpha, bias.is_some()) {
+    if source.copied && super::im2col_bands::applies(kern, a.dim(), ow) {
         super::im2col_bands::im2col_product(kern, alpha, a, batch, channels, geom, (bias, c), parallel);
         return;
     }

@@ -9,8 +9,9 @@
 //! the output. [`super::direct`]'s wide grid would compute columns that
 //! fall outside the output (a seventeenth per row of the CS231n layer) and
 //! copy every tile to its place afterwards; here nothing is dropped or
-//! copied. The bias rides along as one more step of the sum — a row of
-//! ones in B, the bias as A's last column — so it costs no pass either.
+//! copied. The kernel adds the bias to each tile as it stores it, so it
+//! costs no pass either (it had been one more step of the sum, a row of
+//! ones in B: CS231n's layer 1.02–1.04× without it).
 //!
 //! A kernel row that reads, a few output rows later, the image rows an
 //! earlier kernel row reads (the third row of a 3×3/2 window, every row
@@ -30,22 +31,20 @@
 //! 1.5×, CIFAR's (32, 3, 32, 32) 3×3/1 with 64 filters 1.46×, MNIST's
 //! (64, 1, 28, 28) 5×5/1 with 32 filters 1.39× — but with 8 filters 0.89×
 //! and a 5×5/2 layer of 16 filters over 3 channels 0.96×: the band costs
-//! K + 1 writes per output pixel, the wide grid's copy M writes and its
-//! dropped columns, so the route takes products with K + 1 ≤ 2M. The
+//! up to K writes per output pixel, the wide grid's copy M writes and its
+//! dropped columns, so the route takes products with K ≤ 2M. The
 //! 7×7/2 ResNet layer (K = 147) measured 0.8×: its band outgrows L1.
 //!
 //! Results equal the other routes' bit for bit: one KC block summed in
-//! order from beta = 0, and the bias step adds `bias · 1` to the sum with
-//! one rounding — the sum plus the bias, as the other routes add it after
-//! `alpha · sum` with alpha = 1 (the only alpha this route takes with a
-//! bias).
+//! order from beta = 0, then the bias added to `alpha · sum`, as the other
+//! routes add it.
 
 use super::kernel::MicroKernel;
 use super::pack::{aligned, pack_a};
 use crate::im2col::KernelRowLines;
 use crate::slot::Slot;
 use crate::{Element, Window2d};
-use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis};
+use ndarray::{ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -67,24 +66,13 @@ pub(super) fn im2col_product<T: Element, S: Slot<T>>(
     let [oh, ow] = geom.output();
     let (m, k) = a.dim();
     let (mr, nr) = (kern.mr, kern.nr);
-    // B's rows: the taps, then a row of ones for the bias.
-    let depth = k + usize::from(bias.is_some());
-    let a = match bias {
-        Some(bias) => {
-            let mut with_bias = Array2::zeros((m, depth));
-            with_bias.slice_mut(s![.., ..k]).assign(&a);
-            with_bias.column_mut(k).assign(&ArrayView1::from(bias));
-            with_bias.into()
-        }
-        None => ndarray::CowArray::from(a),
-    };
-    let band_rows = band_rows(depth * ow * std::mem::size_of::<T>(), oh, count, parallel);
+    let band_rows = band_rows(k * ow * std::mem::size_of::<T>(), oh, count, parallel);
     let shared = SharedRows::new(geom, band_rows);
     let image_len = channels * geom.input_len();
     super::kernel::with_pack_buffers(parallel, |a_buf, b_buf| {
         let m_pad = m.div_ceil(mr) * mr;
-        let a_pack = aligned(a_buf, m_pad * depth);
-        pack_a(a.view(), (mr, kern.pack_a), a_pack, parallel);
+        let a_pack = aligned(a_buf, m_pad * k);
+        pack_a(a, (mr, kern.pack_a), a_pack, parallel);
         let a_pack = &*a_pack;
         let task =
             |(n, rows, mut out): (usize, Range<usize>, ArrayViewMut2<'_, S>),
@@ -94,45 +82,40 @@ pub(super) fn im2col_product<T: Element, S: Slot<T>>(
                 let taps = shared.len(channels, rows.len());
                 // NR values past the last row: a partial last panel reads a
                 // whole vector or panel from where its row starts.
-                let len = taps + width * usize::from(bias.is_some()) + nr;
+                let len = taps + nr;
                 if band.len() < len {
                     band.resize(len, T::ZERO);
                 }
                 let band = &mut band[..len];
                 if *offsets_rows != rows.len() {
                     shared.offsets(channels, rows.len(), offsets);
-                    if bias.is_some() {
-                        offsets.push(taps as isize);
-                    }
                     *offsets_rows = rows.len();
                 }
                 let image = &images[n * image_stride..][..image_len];
                 shared.build(image, channels, rows, lines, &mut band[..taps]);
-                if bias.is_some() {
-                    band[taps..taps + width].fill(T::ONE);
-                }
                 let (rsc, csc) = (out.strides()[0], out.strides()[1]);
                 // A slot has T's layout (`Slot`'s contract).
                 let base = out.as_mut_ptr().cast::<T>();
                 for i in (0..m).step_by(mr) {
-                    let a_panel = &a_pack[i * depth..][..mr * depth];
+                    let a_panel = &a_pack[i * k..][..mr * k];
                     for j in (0..width).step_by(nr) {
                         let (rows, cols) = (mr.min(m - i), nr.min(width - j));
-                        // SAFETY: the A panel holds depth·MR values; row p of B
+                        // SAFETY: the A panel holds k·MR values; row p of B
                         // has NR values from band + j + offsets[p], inside the
                         // band (every row lies in it, and NR values follow the
                         // last one); (i, j) ..
                         // (i + rows, j + cols) lies inside `out`, this task's
                         // own part of C, which aliases neither A's panels nor
                         // the band; fresh slots are only written (beta = 0);
-                        // the kernel's ISA is supported.
+                        // the bias, if any, has m − i ≥ rows values from row
+                        // i; the kernel's ISA is supported.
                         unsafe {
                             (kern.rows_for_cols(cols))(
-                                depth,
+                                k,
                                 a_panel.as_ptr(),
                                 band.as_ptr().add(j),
                                 offsets.as_ptr(),
-                                std::ptr::null(),
+                                bias.map_or(std::ptr::null(), |b| b[i..].as_ptr()),
                                 base.offset(i as isize * rsc + j as isize * csc),
                                 rsc,
                                 csc,
@@ -276,20 +259,11 @@ fn gcd(a: usize, b: usize) -> usize {
 const BAND_BYTES: usize = 32 * 1024;
 
 /// Whether a product with `m` rows of A and `k` taps over images of `ow`
-/// output columns takes this route (see the module docs): the taps plus
-/// one row for a bias fit one KC block and at most 2M, and their part for
-/// one output row fits [`BAND_BYTES`]; a bias comes with alpha = 1.
-pub(super) fn applies<T: Element>(
-    kern: &MicroKernel<T>,
-    (m, k): (usize, usize),
-    ow: usize,
-    alpha: T,
-    bias: bool,
-) -> bool {
-    let depth = k + usize::from(bias);
-    depth <= kern.kc.min(2 * m)
-        && depth * ow * std::mem::size_of::<T>() <= BAND_BYTES
-        && (!bias || alpha == T::ONE)
+/// output columns takes this route (see the module docs): the taps fit
+/// one KC block and at most 2M, and their part for one output row fits
+/// [`BAND_BYTES`].
+pub(super) fn applies<T: Element>(kern: &MicroKernel<T>, (m, k): (usize, usize), ow: usize) -> bool {
+    k <= kern.kc.min(2 * m) && k * ow * std::mem::size_of::<T>() <= BAND_BYTES
 }
 
 /// Output rows per band for `count` images of `oh` rows of `row_bytes`
