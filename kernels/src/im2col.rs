@@ -109,6 +109,7 @@ impl<'g, T: Element> KernelRowLines<'g, T> {
     /// `plane` (H·W values).
     pub(crate) fn write(&mut self, plane: &[T], i: usize, rows: Range<usize>, out: &mut [T]) {
         let [h, w] = self.geom.input();
+        debug_assert_eq!(plane.len(), h * w);
         let (of, starts) = &mut self.starts[i];
         if of.as_ref() != Some(&rows) {
             *of = Some(rows.clone());
@@ -121,7 +122,6 @@ impl<'g, T: Element> KernelRowLines<'g, T> {
         // SAFETY: the lines were chosen for an instruction set this CPU
         // supports.
         unsafe { (self.lines)(plane, starts, w, &self.offsets, self.geom.stride()[1], out) };
-        debug_assert_eq!(plane.len(), h * w);
     }
 }
 

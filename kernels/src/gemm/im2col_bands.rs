@@ -22,7 +22,7 @@
 //! MNIST's 5×5/1 1.24×; CIFAR's 3×3/1 with 64 filters 0.99–1.00×.
 //!
 //! Bands stay within one image (the tiles' columns are then contiguous in
-//! the output) and live in a per-thread buffer of K + 1 rows of the band's
+//! the output) and live in a per-thread buffer of at most K rows of the band's
 //! pixels, at most 32 KiB, so that B stays in L1 while every A panel
 //! passes over it.
 //!
@@ -103,12 +103,12 @@ pub(super) fn im2col_product<T: Element, S: Slot<T>>(
                         // SAFETY: the A panel holds k·MR values; row p of B
                         // has NR values from band + j + offsets[p], inside the
                         // band (every row lies in it, and NR values follow the
-                        // last one); (i, j) ..
-                        // (i + rows, j + cols) lies inside `out`, this task's
-                        // own part of C, which aliases neither A's panels nor
-                        // the band; fresh slots are only written (beta = 0);
-                        // the bias, if any, has m − i ≥ rows values from row
-                        // i; the kernel's ISA is supported.
+                        // last one); (i, j) .. (i + rows, j + cols) lies inside
+                        // `out`, this task's own part of C, which aliases
+                        // neither A's panels nor the band; fresh slots are
+                        // only written (beta = 0); the bias, if any, has
+                        // m − i ≥ rows values from row i; the kernel's ISA is
+                        // supported.
                         unsafe {
                             (kern.rows_for_cols(cols))(
                                 k,
@@ -147,8 +147,8 @@ pub(super) fn im2col_product<T: Element, S: Slot<T>>(
 /// kernel rows i < P are built, over S more output rows for each further
 /// kernel row in their chain, and the others point into them. A 3×3/2
 /// window builds two kernel rows' taps over 17 and 16 output rows in
-/// place of three over 16: 0.71× the writes; stride 1, one row over
-/// OH + 2 in place of three over OH.
+/// place of three over 16: 0.71× the writes; a 3×3/1 one, one row over
+/// the band's rows + 2 in place of three over its rows.
 ///
 /// Layout: per channel c, per chain b < P, KW blocks (one per tap
 /// column) of the chain's rows · OW values.
