@@ -311,10 +311,10 @@ mod tests {
     use super::*;
 
     /// Every tap's row of a shared band, read at its offset, holds the
-    /// image pixels that tap reads (zero on the padding), for strides and
-    /// dilations that share kernel rows (3×3/2, 5×5/1, 5×5/2 dilated 2,
-    /// 4×4/2 dilated 3) and ones that do not, bands of every length and
-    /// start.
+    /// image pixels that tap reads (zero on the padding), for windows that
+    /// share kernel rows (3×3 stride 2, 5×5 stride 1, 5×2 stride 2 dilated
+    /// 2, 4×3 stride 2 dilated 3) and one that does not (2×2 stride 3),
+    /// bands of every length and start.
     #[test]
     fn shared_band_rows_hold_each_taps_pixels() {
         let shapes = [
