@@ -14,6 +14,7 @@ use crate::error::{check_len, checked_product, Result};
 use crate::gemm::gather::AddShape;
 use crate::im2col::check_band;
 use crate::slot::Slot;
+use crate::Col2imLines;
 use crate::{Element, Window2d};
 use ndarray::Array1;
 use rayon::prelude::*;
@@ -178,17 +179,36 @@ impl<T: Element> ImageSink<'_, T> {
     /// [`crate::Error::Shape`] if fewer values than that are left.
     pub fn finish(&mut self, phases: &Col2imPhases<T>) -> Result<()> {
         let len = phases.lines.len();
+        phases.finish_slots(self.next("phases", len)?)?;
+        self.written += len;
+        Ok(())
+    }
+
+    /// Writes the col2im of `cols` by `lines` (its C·H·W values) as the
+    /// image's next values.
+    ///
+    /// # Errors
+    /// [`crate::Error::Shape`] if fewer values than that are left or
+    /// `cols` has the wrong length.
+    pub fn write_lines(&mut self, lines: &Col2imLines<T>, cols: &[T]) -> Result<()> {
+        let len = lines.image_len();
+        lines.write_slots(cols, self.next("lines", len)?)?;
+        self.written += len;
+        Ok(())
+    }
+
+    /// The image's next `len` slots (`arg` names what writes them, for the
+    /// error).
+    fn next(&mut self, arg: &'static str, len: usize) -> Result<&mut [MaybeUninit<T>]> {
         let left = self.slots.len() - self.written;
         if len > left {
             return Err(crate::Error::Shape {
-                arg: "phases",
+                arg,
                 expected: format!("at most {left} values (what is left of the image)"),
                 actual: format!("{len} values"),
             });
         }
-        phases.finish_slots(&mut self.slots[self.written..][..len])?;
-        self.written += len;
-        Ok(())
+        Ok(&mut self.slots[self.written..][..len])
     }
 }
 

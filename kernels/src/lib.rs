@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+mod col2im_lines;
 mod col2im_phases;
 mod element;
 mod error;
@@ -26,6 +27,7 @@ mod slot;
 pub mod spare;
 mod threads;
 
+pub use col2im_lines::Col2imLines;
 pub use col2im_phases::{col2im_images, Col2imPhases, ImageSink};
 pub use element::Element;
 pub use error::{checked_product, Error, Result};

@@ -38,7 +38,9 @@
 //! the flipped form would add) build W_gᵀ · dout_g\[n\] band by band of
 //! output rows (about 512 KiB of columns) and scatter each band while it
 //! is in cache ([`patchwise_kernels::Col2imPhases`]: the image's columns
-//! split by phase modulo the stride, so that every add is contiguous). For 1×1,
+//! split by phase modulo the stride, so that every add is contiguous; where
+//! one band holds all output rows, [`patchwise_kernels::Col2imLines`]
+//! instead sums each image line in registers and writes it once). For 1×1,
 //! stride-1, unpadded convolutions dx skips col2im: the image is the
 //! matrix, Wᵀ · dout the 1×1 convolution of dout. The two implicit-GEMM
 //! routes write dx straight into a new array, like the forward pass.
@@ -75,7 +77,7 @@ use ndarray::{
 };
 use patchwise_kernels::{
     checked_product, col2im_images, gemm, gemm_im2col_batch, gemm_im2col_transposed, gemm_serial, spare,
-    Col2imPhases, ImageSink, Window2d,
+    Col2imLines, Col2imPhases, ImageSink, Window2d,
 };
 use rayon::prelude::*;
 
@@ -428,23 +430,31 @@ const COL2IM_BAND_BYTES: usize = 1 << 19;
 /// dx of one image by the column route: Wᵀ · dout band by band of output
 /// rows (`wt`: each group's W_gᵀ), each band scattered into the phase
 /// lines while in cache, which are then written out as the image's dx,
-/// group after group (`buf` and `phases` are the task's scratch).
+/// group after group (`buf` and `phases` are the task's scratch). Where
+/// one band holds every output row (`lines`), its column matrix is summed
+/// line by line straight into dx instead.
 fn col2im_dx_image<T: Element>(
     plan: &Plan,
     wt: &[Array2<T>],
+    lines: Option<&Col2imLines<T>>,
     dout: &[T],
     dx: &mut ImageSink<'_, T>,
     (buf, phases): &mut (Vec<T>, Option<Col2imPhases<T>>),
     mode: Gemm,
 ) -> Result<()> {
     let (fg, p, cg) = (plan.fg(), plan.p(), plan.cg());
-    // Output rows per band: a number fixed by the shape.
     let [oh, ow] = plan.geom.output();
-    let row_bytes = plan.k() * ow * std::mem::size_of::<T>();
-    let band = (COL2IM_BAND_BYTES / row_bytes.max(1)).clamp(1, oh.max(1));
+    let band = col2im_band_rows::<T>(plan);
     for g in 0..plan.groups {
         let dout_g = &dout[g * fg * p..][..fg * p];
         let dout_m = ArrayView2::from_shape((fg, p), dout_g).expect("Fg·P elements");
+        if let Some(lines) = lines {
+            buf.resize(plan.k() * p, T::ZERO);
+            let dcols = ArrayViewMut2::from_shape((plan.k(), p), &mut buf[..]).expect("K·P elements");
+            mode.run(wt[g].view(), dout_m, T::ZERO, dcols)?;
+            dx.write_lines(lines, buf)?;
+            continue;
+        }
         if let Some(sums) = phases.as_mut() {
             sums.reset();
         } else {
@@ -463,6 +473,14 @@ fn col2im_dx_image<T: Element>(
         dx.finish(sums)?;
     }
     Ok(())
+}
+
+/// Output rows per band of the column route (a number fixed by the
+/// shape): about [`COL2IM_BAND_BYTES`] of column matrix.
+fn col2im_band_rows<T>(plan: &Plan) -> usize {
+    let [oh, ow] = plan.geom.output();
+    let row_bytes = plan.k() * ow * std::mem::size_of::<T>();
+    (COL2IM_BAND_BYTES / row_bytes.max(1)).clamp(1, oh.max(1))
 }
 
 /// dx of every image, (N, C, H, W), by the route [`DxRoute`] picks, and
@@ -507,10 +525,15 @@ fn input_gradient<T: Element>(cache: &ConvCache<'_, T>, douts: &[T]) -> Result<(
                 .map(|w_g| w_g.t().as_standard_layout().into_owned())
                 .collect();
             let mode = if parallel { Gemm::Serial } else { Gemm::Parallel };
+            // One band for every output row: its column matrix summed line
+            // by line into dx, no phase lines (CS231n backward 1.07-1.11x).
+            let lines = (col2im_band_rows::<T>(&plan) >= plan.geom.output()[0])
+                .then(|| Col2imLines::new(plan.cg(), &plan.geom))
+                .flatten();
             let (values, per_image) =
                 col2im_images(plan.n, plan.image_len(), parallel, |scratch, n, sink| {
                     let d = &douts[n * out_len..][..out_len];
-                    col2im_dx_image(&plan, &wt, d, sink, scratch, mode)?;
+                    col2im_dx_image(&plan, &wt, lines.as_ref(), d, sink, scratch, mode)?;
                     Ok(d.chunks_exact(p).map(lane_sum).collect::<Vec<T>>())
                 })?;
             let dx = Array4::from_shape_vec(cache.x.raw_dim(), values).expect("N·C·H·W values");

@@ -77,9 +77,8 @@ fn one_offset_generic<T: Element>(
 
 /// The lanes `l` of a vector of `lanes` values starting at position `pos`
 /// whose position `pos + l` lies in `0..len`, as a bit mask.
-#[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn lanes_inside(pos: isize, len: usize, lanes: usize) -> u32 {
+pub(crate) fn lanes_inside(pos: isize, len: usize, lanes: usize) -> u32 {
     let lo = (-pos).clamp(0, lanes as isize) as u32;
     let hi = (len as isize).saturating_sub(pos).clamp(0, lanes as isize) as u32;
     let below = |bits: u32| ((1u64 << bits) - 1) as u32;

@@ -419,6 +419,9 @@ pub trait HasKernels: Sized {
     /// The best slice add usable with `isa`.
     fn slice_add(isa: Isa) -> AddFn<Self>;
 
+    /// The col2im line sums usable with `isa`, if it has them.
+    fn col2im_lines(isa: Isa) -> Option<crate::col2im_lines::LineSumsFn<Self>>;
+
     /// Runs `f` with this thread's two packing buffers (see
     /// [`with_thread_buffers`]).
     fn with_pack_buffers<R>(f: impl FnOnce(&mut Vec<Self>, &mut Vec<Self>) -> R) -> R;
@@ -591,6 +594,14 @@ impl HasKernels for f32 {
         }
     }
 
+    fn col2im_lines(isa: Isa) -> Option<crate::col2im_lines::LineSumsFn<f32>> {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Some(crate::col2im_lines::line_sums_f32_avx512),
+            _ => None,
+        }
+    }
+
     fn transposer(isa: Isa) -> super::transpose::PanelFn<f32> {
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -715,6 +726,14 @@ impl HasKernels for f64 {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => super::gather::add_f64_avx512,
             _ => super::gather::add_generic::<f64>,
+        }
+    }
+
+    fn col2im_lines(isa: Isa) -> Option<crate::col2im_lines::LineSumsFn<f64>> {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Some(crate::col2im_lines::line_sums_f64_avx512),
+            _ => None,
         }
     }
 
