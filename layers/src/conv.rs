@@ -43,7 +43,9 @@
 //! instead sums each image line in registers and writes it once). For 1×1,
 //! stride-1, unpadded convolutions dx skips col2im: the image is the
 //! matrix, Wᵀ · dout the 1×1 convolution of dout. The two implicit-GEMM
-//! routes write dx straight into a new array, like the forward pass.
+//! routes write dx straight into a new array, like the forward pass. On
+//! small layers dx and dW are computed side by side (one parallel region),
+//! on large ones one after the other.
 //!
 //! **Memory.** The forward pass's cache borrows x and w (no copy when they
 //! are in standard layout), so beyond its output the pass needs only
@@ -546,6 +548,10 @@ fn input_gradient<T: Element>(cache: &ConvCache<'_, T>, douts: &[T]) -> Result<(
     Ok((dx, None))
 }
 
+/// Multiply-adds of one gradient product (N·F·P·K) below which the
+/// backward pass computes dx and dW side by side ([`backward_here`]).
+const JOIN_MACS: usize = 1 << 28;
+
 /// Backward pass.
 ///
 /// # Errors
@@ -556,8 +562,28 @@ pub fn backward<T: Element>(dout: ArrayView4<'_, T>, cache: &ConvCache<'_, T>) -
     patchwise_kernels::on_worker(|| backward_here(dout, cache))
 }
 
-/// [`backward`] on the calling thread.
+/// [`backward`] on the calling thread: dx and dW side by side for small
+/// layers (below [`JOIN_MACS`]), one after the other for large ones.
 fn backward_here<T: Element>(dout: ArrayView4<'_, T>, cache: &ConvCache<'_, T>) -> Result<ConvGrads<T>> {
+    let plan = cache.plan;
+    // Side by side: one parallel region, no worker idle (and put to sleep)
+    // between the steps. One after the other, each step's tasks share the
+    // caches. Side by side against one after the other, alternated:
+    // CS231n 1.07-1.12x, (1,64,56,56) 3×3 1.11x, (16,16,32,32) 1.17x;
+    // (50,32,32,32) 0.93x, ResNet's 3×3 layers 0.88-0.97x.
+    let macs = [plan.n, plan.f, plan.p(), plan.k()]
+        .iter()
+        .fold(1usize, |a, &b| a.saturating_mul(b));
+    gradients(dout, cache, macs < JOIN_MACS)
+}
+
+/// The gradients, dx and dW `side_by_side` (in one `join`) or one after
+/// the other: the same values either way.
+fn gradients<T: Element>(
+    dout: ArrayView4<'_, T>,
+    cache: &ConvCache<'_, T>,
+    side_by_side: bool,
+) -> Result<ConvGrads<T>> {
     let plan = cache.plan;
     let [oh, ow] = plan.geom.output();
     check::shape("dout", dout.shape(), &[plan.n, plan.f, oh, ow])?;
@@ -566,11 +592,27 @@ fn backward_here<T: Element>(dout: ArrayView4<'_, T>, cache: &ConvCache<'_, T>) 
     let images = cache.x.as_slice().expect("standard layout");
     let out_len = plan.f * plan.p();
 
-    let (dx, image_sums) = if plan.n > 0 && out_len > 0 && plan.image_len() > 0 {
-        input_gradient(cache, douts)?
-    } else {
-        (crate::output::zeros(cache.x.raw_dim()), None)
+    let input_step = || {
+        if plan.n > 0 && out_len > 0 && plan.image_len() > 0 {
+            input_gradient(cache, douts)
+        } else {
+            Ok((crate::output::zeros(cache.x.raw_dim()), None))
+        }
     };
+    let weight_step = || {
+        if plan.n > 0 && out_len > 0 {
+            weight_gradient(&plan, images, douts)
+        } else {
+            Ok(Array2::zeros((plan.f, plan.k())))
+        }
+    };
+    let (dx_step, dw_step) = if side_by_side {
+        rayon::join(input_step, weight_step)
+    } else {
+        (input_step(), weight_step())
+    };
+    let (dx, image_sums) = dx_step?;
+    let dw = dw_step?;
 
     let p = plan.p();
     // db: per image (in parallel, read in order) each filter's pixels by
@@ -589,15 +631,61 @@ fn backward_here<T: Element>(dout: ArrayView4<'_, T>, cache: &ConvCache<'_, T>) 
         db.iter_mut().zip(image).for_each(|(acc, &s)| *acc += s);
     }
 
-    let dw = if plan.n > 0 && out_len > 0 {
-        weight_gradient(&plan, images, douts)?
-    } else {
-        Array2::zeros((plan.f, plan.k()))
-    };
     let (_, _, kh, kw) = cache.w.dim();
     let dw = dw
         .into_shape_with_order((plan.f, plan.cg(), kh, kw))
         .expect("F·K elements");
 
     Ok(ConvGrads { dx, dw, db })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array;
+
+    /// dx and dW side by side or one after the other: the same bits, on
+    /// the column route (stride 2) and the flipped one (stride 1).
+    #[test]
+    fn side_by_side_gradients_equal_sequential_ones() {
+        for (stride, pad) in [(2, 1), (1, 1)] {
+            let value = |i: usize| ((i * 37 % 101) as f64 - 50.0) / 16.0;
+            let x = Array::from_shape_fn((3, 4, 9, 9), |(a, b, c, d)| {
+                value(a * 1000 + b * 100 + c * 10 + d)
+            });
+            let w = Array::from_shape_fn((5, 4, 3, 3), |(a, b, c, d)| {
+                value(a * 300 + b * 30 + c * 3 + d + 7)
+            });
+            let b = Array1::from_shape_fn(5, |i| value(i + 11));
+            let params = ConvParams::new(stride, pad);
+            let (out, cache) = forward(x.view(), w.view(), b.view(), &params).unwrap();
+            let dout = out.mapv(|v| v.sin());
+            let joined = gradients(dout.view(), &cache, true).unwrap();
+            let sequential = gradients(dout.view(), &cache, false).unwrap();
+            let bits = |a: &[f64]| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            for (name, one, other) in [
+                (
+                    "dx",
+                    joined.dx.as_slice().unwrap(),
+                    sequential.dx.as_slice().unwrap(),
+                ),
+                (
+                    "dw",
+                    joined.dw.as_slice().unwrap(),
+                    sequential.dw.as_slice().unwrap(),
+                ),
+                (
+                    "db",
+                    joined.db.as_slice().unwrap(),
+                    sequential.db.as_slice().unwrap(),
+                ),
+            ] {
+                assert_eq!(bits(one), bits(other), "{name}, stride {stride}");
+            }
+            assert!(
+                joined.dw.iter().any(|&v| v != 0.0),
+                "a gradient that is not all zero"
+            );
+        }
+    }
 }
