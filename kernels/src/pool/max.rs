@@ -444,9 +444,11 @@ pub fn max_pool2d_backward<T: Element, I: ArgIndex>(
             .enumerate()
             .try_for_each(|part| plane(&mut scratch, part))
     } else {
-        dx.par_chunks_mut(in_len)
-            .enumerate()
-            .try_for_each_init(|| backward.scratch(), plane)
+        crate::threads::on_worker(|| {
+            dx.par_chunks_mut(in_len)
+                .enumerate()
+                .try_for_each_init(|| backward.scratch(), plane)
+        })
     }
 }
 

@@ -213,11 +213,13 @@ unsafe fn fresh_planes_written<S, A: Copy + Send + Sync, B: Copy + Send + Sync>(
                 .enumerate()
                 .try_for_each(|part| plane(&mut scratch, part))?;
         } else {
-            a_spare
-                .par_chunks_mut(a_len)
-                .zip(b_spare.par_chunks_mut(b_len))
-                .enumerate()
-                .try_for_each_init(init, plane)?;
+            crate::threads::on_worker(|| {
+                a_spare
+                    .par_chunks_mut(a_len)
+                    .zip(b_spare.par_chunks_mut(b_len))
+                    .enumerate()
+                    .try_for_each_init(init, plane)
+            })?;
         }
     }
     // SAFETY: the capacities are at least the totals; with positive plane
@@ -284,11 +286,16 @@ fn for_each_plane<S, A: Sync, B: Send, C: Send>(
             .zip(aux.chunks_mut(out_len));
         chunks.for_each(|((i, o), a)| f(&mut scratch, i, o, a));
     } else {
-        input
-            .par_chunks(in_len)
-            .zip(out.par_chunks_mut(out_len))
-            .zip(aux.par_chunks_mut(out_len))
-            .for_each_init(init, |scratch, ((i, o), a)| f(scratch, i, o, a));
+        // Entered through `on_worker`, whose caller waits awake: CS231n's
+        // 2×2 max pooling 1.22x, ResNet's 1.01-1.05x (alternated against
+        // rayon's own entry, which puts the caller to sleep).
+        crate::threads::on_worker(|| {
+            input
+                .par_chunks(in_len)
+                .zip(out.par_chunks_mut(out_len))
+                .zip(aux.par_chunks_mut(out_len))
+                .for_each_init(init, |scratch, ((i, o), a)| f(scratch, i, o, a))
+        });
     }
 }
 
