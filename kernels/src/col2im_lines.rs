@@ -263,7 +263,7 @@ impl<T: Element> Col2imLines<T> {
         let sums = T::col2im_lines(crate::isa::selected())?;
         (geom.stride()[1] <= 2).then(|| Col2imLines {
             channels,
-            plan: LinePlan::new(geom, LINE_LANES / std::mem::size_of::<T>()),
+            plan: LinePlan::new(geom, VECTOR_BYTES / std::mem::size_of::<T>()),
             sums,
         })
     }
@@ -286,7 +286,7 @@ impl<T: Element> Col2imLines<T> {
         check_len("image", image.len(), self.image_len())?;
         // SAFETY: lengths checked above; a slot has T's layout (Slot's
         // contract) and is only written; the plan's stride is 1 or 2 and
-        // its masks for vectors of LINE_LANES bytes, those of the
+        // its masks for vectors of VECTOR_BYTES bytes, those of the
         // function, chosen for an instruction set this CPU supports.
         unsafe { (self.sums)(plan, self.channels, cols, image.as_mut_ptr().cast::<T>()) };
         Ok(())
@@ -299,7 +299,7 @@ impl<T: Element> Col2imLines<T> {
 }
 
 /// Bytes of the vectors the line sums work in (AVX-512's).
-const LINE_LANES: usize = 64;
+const VECTOR_BYTES: usize = 64;
 
 #[cfg(test)]
 mod tests {
