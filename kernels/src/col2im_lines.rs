@@ -362,7 +362,7 @@ mod tests {
         let Some(lines) = Col2imLines::<f32>::new(2, &g) else {
             return;
         };
-        let cols = vec![0.0f32; 2 * 9 * 4];
+        let cols: Vec<f32> = (0..2 * 9 * 4).map(|i| i as f32).collect();
         let mut image = vec![0.0f32; lines.image_len()];
         let short_cols = lines.write(&cols[1..], &mut image);
         assert!(
@@ -375,5 +375,19 @@ mod tests {
             "{short_image:?}"
         );
         lines.write(&cols, &mut image).unwrap();
+        // Through an image sink: the same checks, and one more image than
+        // the sink has room for.
+        let short_sink = crate::col2im_images(1, lines.image_len() - 1, false, |_: &mut (), _, sink| {
+            sink.write_lines(&lines, &cols)
+        });
+        assert!(
+            matches!(short_sink, Err(Error::Shape { arg: "lines", .. })),
+            "{short_sink:?}"
+        );
+        let (values, _) = crate::col2im_images(1, lines.image_len(), false, |_: &mut (), _, sink| {
+            sink.write_lines(&lines, &cols)
+        })
+        .unwrap();
+        assert_eq!(values, image);
     }
 }
