@@ -28,16 +28,6 @@ use crate::slot::Slot;
 use crate::{Element, Window2d};
 use std::ops::Range;
 
-/// One run of column-matrix values landing on a phase line of an image
-/// line: position t of phase line φ (image column φ + t·SW) takes the
-/// value at `start + t` of its channel's column-matrix rows, for the t
-/// whose output column `t + shift` lies in `0..OW`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Run {
-    pub(crate) start: isize,
-    pub(crate) shift: isize,
-}
-
 /// Which runs land on each image line, the same for every channel.
 #[derive(Clone, Debug)]
 pub struct LinePlan {
@@ -48,15 +38,18 @@ pub struct LinePlan {
     pub(crate) sw: usize,
     /// Column-matrix values per channel (KH·KW·OH·OW).
     pub(crate) channel_len: usize,
-    /// Every line's runs, line after line and phase after phase, each
-    /// phase's in the column matrix's row order.
-    pub(crate) runs: Vec<Run>,
+    /// Every line's runs of column-matrix values, line after line and
+    /// phase after phase, each phase's in the column matrix's row order:
+    /// position t of phase line φ (image column φ + t·SW) takes the value
+    /// at `runs[r] + t` of its channel's column-matrix rows, where run r
+    /// reaches (see `masks`).
+    pub(crate) runs: Vec<isize>,
     /// The runs of phase φ of image line y: `runs[lines[y·SW + φ].clone()]`.
     pub(crate) lines: Vec<Range<usize>>,
     /// Vectors of `lanes` phase positions per phase line (the longest).
     pub(crate) chunks: usize,
-    /// Per chunk and run, the lanes whose output column lies in `0..OW`:
-    /// run r's for chunk k at `masks[k·runs.len() + r]`.
+    /// Per chunk and run, the lanes (positions t) whose output column lies
+    /// in `0..OW`: run r's for chunk k at `masks[k·runs.len() + r]`.
     pub(crate) masks: Vec<u32>,
 }
 
@@ -71,7 +64,9 @@ impl LinePlan {
         let [oh, ow] = geom.output();
         let p = oh * ow;
         let chunks = w.div_ceil(sw).div_ceil(lanes);
-        let (mut runs, mut lines) = (Vec::new(), Vec::with_capacity(h * sw));
+        // Each run's start and shift: position t reads output column
+        // t + shift.
+        let (mut runs, mut shifts, mut lines) = (Vec::new(), Vec::new(), Vec::with_capacity(h * sw));
         let mut line = Vec::new();
         for y in 0..h {
             line.clear();
@@ -91,20 +86,24 @@ impl LinePlan {
                     let phase = offset.rem_euclid(sw as isize) as usize;
                     let shift = (phase as isize - offset) / sw as isize;
                     let start = (row + j * p) as isize + shift;
-                    line.push((phase, Run { start, shift }));
+                    line.push((phase, start, shift));
                 }
             }
             for phase in 0..sw {
                 let first = runs.len();
-                runs.extend(line.iter().filter(|(q, _)| *q == phase).map(|&(_, run)| run));
+                for &(_, start, shift) in line.iter().filter(|(q, ..)| *q == phase) {
+                    runs.push(start);
+                    shifts.push(shift);
+                }
                 lines.push(first..runs.len());
             }
         }
         let masks = (0..chunks)
             .flat_map(|k| {
-                let runs = &runs;
-                runs.iter()
-                    .map(move |run| lanes_inside((k * lanes) as isize + run.shift, ow, lanes))
+                let shifts = &shifts;
+                shifts
+                    .iter()
+                    .map(move |&shift| lanes_inside((k * lanes) as isize + shift, ow, lanes))
             })
             .collect();
         LinePlan {
@@ -160,8 +159,8 @@ macro_rules! line_sums_avx512 {
             let sum = |cols: *const $t, runs: &Range<usize>, k: usize, t0: usize| {
                 let masks = &plan.masks[k * plan.runs.len()..][runs.clone()];
                 let mut sum = $zero();
-                for (run, &mask) in plan.runs[runs.clone()].iter().zip(masks) {
-                    let at = cols.wrapping_offset(run.start + t0 as isize);
+                for (&start, &mask) in plan.runs[runs.clone()].iter().zip(masks) {
+                    let at = cols.wrapping_offset(start + t0 as isize);
                     // SAFETY: the mask's lanes are those whose output
                     // column t + shift lies in 0..OW: values of the run's
                     // output row, inside `cols`.
