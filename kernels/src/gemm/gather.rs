@@ -1,7 +1,8 @@
 //! Padded strided lines (im2col rows, phase-plane lines, B panels packed
 //! from an image) and the 2-D adds of a col2im: one function per element
 //! type and instruction set, chosen once ([`super::kernel::HasKernels`]);
-//! the AVX-512 ones use masked loads and stores, so padding is never read.
+//! the AVX-512 ones use masked loads and stores, so padding is never read
+//! (the AVX2 lines, through `vmaskmov`, are in [`super::gather_avx2`]).
 
 use crate::Element;
 
@@ -92,7 +93,7 @@ pub(crate) fn lanes_inside(pos: isize, len: usize, lanes: usize) -> u32 {
 /// a quarter of the lines' time (its im2col, one image in L1, alternated
 /// against that loop: 1.11-1.21x).
 #[cfg(target_arch = "x86_64")]
-fn lines_inside(starts: &[usize], width: usize, len: usize) -> bool {
+pub(crate) fn lines_inside(starts: &[usize], width: usize, len: usize) -> bool {
     let last = starts.iter().fold(0, |most, &s| most.max(s.wrapping_add(1)));
     last == 0 || (last - 1).checked_add(width).is_some_and(|end| end <= len)
 }

@@ -1,5 +1,7 @@
 //! AVX2 + FMA micro-kernels: f32 6×16 and f64 6×8 (12 ymm accumulators,
-//! 2 B vectors, 1 broadcast: 15 of the 16 registers), each in the four
+//! 2 B vectors, 1 broadcast: 15 of the 16 registers), and f32 5×16 for
+//! products with B read in place whose rows of A it pads less
+//! (`avx2_five_rows` in [`super::kernel`]), each in the four
 //! flavors of `simd_kernel!` (A and B each packed or read in place), and
 //! the rows kernels' twins with B's lanes masked (`vmaskmov` loads) or
 //! cleared (an AND), for the in-image convolution route
@@ -21,6 +23,18 @@ super::simd_kernel!(
     /// f64, MR = 6, NR = 8 (two 4-lane vectors).
     f64_6x8, f64_6x8_rows, f64_6x8_a_rows, f64_6x8_ab_rows, b_ahead = 0, a_ahead = 0, "avx2,fma", f64, __m256d, 4, 6, 2,
     _mm256_setzero_pd, _mm256_set1_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fmadd_pd, _mm256_mul_pd, _mm256_add_pd
+);
+
+super::simd_kernel!(
+    /// f32, MR = 5, NR = 16 (two 8-lane vectors).
+    f32_5x16, f32_5x16_rows, f32_5x16_a_rows, f32_5x16_ab_rows, b_ahead = 0, a_ahead = 0, "avx2,fma", f32, __m256, 8, 5, 2,
+    _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps, _mm256_mul_ps, _mm256_add_ps
+);
+
+super::simd_kernel_masked_rows!(
+    /// f32, MR = 5, NR = 16, B's lanes masked (or cleared).
+    f32_5x16_masked, f32_5x16_zeroing, "avx2,fma", f32, __m256, 8, 5, 2, load_masked_ps, load_cleared_ps,
+    _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps, _mm256_mul_ps, _mm256_add_ps
 );
 
 super::simd_kernel_masked_rows!(

@@ -38,6 +38,7 @@ mod direct_dot;
 mod direct_transposed;
 mod dot_kernel;
 pub(crate) mod gather;
+mod gather_avx2;
 mod im2col_bands;
 mod in_image;
 mod in_place;
@@ -861,6 +862,7 @@ mod tests {
 
     use super::blocked::gemm_blocked;
     use super::in_place;
+    use super::kernel::{HasKernels, MicroKernel};
     use crate::{Element, Isa};
     use ndarray::{Array2, ShapeBuilder};
     use patchwise_reference as reference;
@@ -925,8 +927,8 @@ mod tests {
             k,
         );
         // The kernels of other heights for B in place (18, 25 and 64 rows
-        // pick 9, 5 and 8 on AVX-512), packed and (where it applies) in
-        // place: the same bits.
+        // pick 9, 5 and 8 on AVX-512, 25 picks 5 on AVX2), packed and
+        // (where it applies) in place: the same bits.
         for rows_of_a in [18, 25, 64] {
             let kern = T::rows_kernel(isa, rows_of_a);
             let label = format!("{isa:?} {}x{}", kern.mr, kern.nr);
@@ -982,11 +984,11 @@ mod tests {
     /// bit for bit: full and partial tiles, C with unit or wide column
     /// stride.
     fn check_rows_bias<T: Element + reference::Real>(
-        isa: Isa,
+        kern: &MicroKernel<T>,
         (rows, cols, kc): (usize, usize, usize),
         (beta, unit_columns): (f64, bool),
     ) {
-        let kern = T::kernel(isa);
+        let isa = kern.isa;
         let (rows, cols) = (rows.min(kern.mr), cols.min(kern.nr));
         let value =
             |seed: u64, i: usize| <T as Element>::from_f64(reference::dropout_uniform(seed, i as u64) - 0.5);
@@ -1048,9 +1050,14 @@ mod tests {
             beta in prop::sample::select(vec![0.0, 1.0, 0.5]),
             unit_columns in any::<bool>(),
         ) {
+            // Each set's GEMM kernel and its other heights (see `check`).
             for isa in Isa::supported() {
-                check_rows_bias::<f32>(isa, (rows, cols, kc), (beta, unit_columns));
-                check_rows_bias::<f64>(isa, (rows, cols, kc), (beta, unit_columns));
+                for kern in [f32::kernel(isa), f32::rows_kernel(isa, 18), f32::rows_kernel(isa, 25)] {
+                    check_rows_bias(&kern, (rows, cols, kc), (beta, unit_columns));
+                }
+                for kern in [f64::kernel(isa), f64::rows_kernel(isa, 18), f64::rows_kernel(isa, 25)] {
+                    check_rows_bias(&kern, (rows, cols, kc), (beta, unit_columns));
+                }
             }
         }
     }
