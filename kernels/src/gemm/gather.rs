@@ -93,9 +93,31 @@ pub(crate) fn lanes_inside(pos: isize, len: usize, lanes: usize) -> u32 {
 /// a quarter of the lines' time (its im2col, one image in L1, alternated
 /// against that loop: 1.11-1.21x).
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn lines_inside(starts: &[usize], width: usize, len: usize) -> bool {
+fn lines_inside(starts: &[usize], width: usize, len: usize) -> bool {
     let last = starts.iter().fold(0, |most, &s| most.max(s.wrapping_add(1)));
     last == 0 || (last - 1).checked_add(width).is_some_and(|end| end <= len)
+}
+
+/// The line length and block length (lines · length) of a [`LinesFn`]
+/// call for the vector lines to write; `None` where nothing is left to
+/// do: no lines, or the call went through [`lines_generic`] (steps above
+/// 2, or lines reaching outside `src`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn vector_lines_shape<T: Element>(
+    src: &[T],
+    starts: &[usize],
+    width: usize,
+    offsets: &[isize],
+    step: usize,
+    out: &mut [T],
+) -> Option<(usize, usize)> {
+    let n = out.len().checked_div(offsets.len() * starts.len())?;
+    if step > 2 || !lines_inside(starts, width, src.len()) {
+        lines_generic(src, starts, width, offsets, step, out);
+        return None;
+    }
+    let block = starts.len() * n;
+    (block > 0).then_some((n, block))
 }
 
 /// Defines an AVX-512F [`LinesFn`]: masked loads (lanes outside the
@@ -119,12 +141,9 @@ macro_rules! lines_avx512 {
             out: &mut [$t],
         ) {
             use std::arch::x86_64::*;
-            let Some(n) = out.len().checked_div(offsets.len() * starts.len()) else {
+            let Some((n, block)) = vector_lines_shape(src, starts, width, offsets, step, out) else {
                 return;
             };
-            if step > 2 || !lines_inside(starts, width, src.len()) {
-                return lines_generic(src, starts, width, offsets, step, out);
-            }
             let evens = $evens;
             // Each vector's masks (first and second load, store), worked
             // out once for every line; past MASKED vectors (long lines,
@@ -160,10 +179,6 @@ macro_rules! lines_avx512 {
                         )
                     }
                 }};
-            }
-            let block = starts.len() * n;
-            if block == 0 {
-                return;
             }
             if n <= SHORT * $lanes && offsets.len() <= TAPS {
                 // Short lines: vector by vector, its masks worked out once,

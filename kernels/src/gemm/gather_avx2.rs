@@ -12,7 +12,7 @@
 
 #![cfg(target_arch = "x86_64")]
 
-use super::gather::{lanes_inside, lines_generic, lines_inside, PADDING_LINE};
+use super::gather::{lanes_inside, vector_lines_shape, PADDING_LINE};
 use std::arch::x86_64::*;
 
 /// The lanes of `bits` (lane l = bit l) as an 8 × 32-bit mask vector.
@@ -63,7 +63,8 @@ struct Masks {
 }
 
 /// Defines an AVX2 [`LinesFn`](super::gather::LinesFn); steps above 2
-/// and lines reaching outside `src` go through [`lines_generic`].
+/// and lines reaching outside `src` go through the portable lines
+/// ([`vector_lines_shape`]).
 macro_rules! lines_avx2 {
     ($name:ident, $t:ty, $lanes:literal, $mask:ident, $zero:ident, $load:ident, $storeu:ident,
      $maskstore:ident, $evens:ident) => {
@@ -80,16 +81,9 @@ macro_rules! lines_avx2 {
             step: usize,
             out: &mut [$t],
         ) {
-            let Some(n) = out.len().checked_div(offsets.len() * starts.len()) else {
+            let Some((n, block)) = vector_lines_shape(src, starts, width, offsets, step, out) else {
                 return;
             };
-            if step > 2 || !lines_inside(starts, width, src.len()) {
-                return lines_generic(src, starts, width, offsets, step, out);
-            }
-            let block = starts.len() * n;
-            if block == 0 {
-                return;
-            }
             // Vectors whose masks are worked out once per offset (longer
             // lines' middle vectors are whole; past these, as they come).
             const MASKED: usize = 16;
