@@ -1090,12 +1090,17 @@ proptest! {
 proptest! {
     #![proptest_config(config(128))]
 
-    /// The 3×3 / stride-2 passes (padded or not), with ties and NaNs
-    /// (several: a window's first NaN in row-major order is its maximum).
+    /// The 3×3 / stride-2 passes (padded or not), with ties, NaNs
+    /// (several: a window's first NaN in row-major order is its maximum)
+    /// and infinities of both signs (windows whose pixels sum to NaN
+    /// without one: the forward scan's second pass).
     #[test]
-    fn pooling_3x3_stride_2_fast_path(planes in 1usize..3, h in 3usize..14, w in 3usize..14, pad in 0usize..2, raw in data(3 * 14 * 14), ties in any::<bool>(), nans in prop::collection::vec(0usize..600, 0..6)) {
+    fn pooling_3x3_stride_2_fast_path(planes in 1usize..3, h in 3usize..14, w in 3usize..14, pad in 0usize..2, raw in data(3 * 14 * 14), ties in any::<bool>(), nans in prop::collection::vec(0usize..600, 0..6), infinities in prop::collection::vec(0usize..600, 0..8)) {
         let p = Pool { planes, input: [h, w], kernel: [3, 3], stride: [2, 2], pad: [pad, pad] };
         let mut raw = raw;
+        for (k, i) in infinities.into_iter().enumerate() {
+            raw[i % (planes * h * w)] = if k % 2 == 0 { f64::INFINITY } else { f64::NEG_INFINITY };
+        }
         for i in nans {
             raw[i % (planes * h * w)] = f64::NAN;
         }
