@@ -122,10 +122,11 @@ pub(crate) fn vector_lines_shape<T: Element>(
 
 /// Defines an AVX-512F [`LinesFn`]: masked loads (lanes outside the
 /// source line are never read and come out zero), for step 2 two
-/// vectors' even lanes picked by one permute, a masked store for the last
-/// vector; other steps through [`lines_generic`].
+/// vectors' even lanes picked by one permute (and the odd ones, for the
+/// next offset, by another), a masked store for the last vector; other
+/// steps through [`lines_generic`].
 macro_rules! lines_avx512 {
-    ($name:ident, $t:ty, $lanes:literal, $mask:ty, $load:ident, $permute:ident, $store:ident, $evens:expr) => {
+    ($name:ident, $t:ty, $lanes:literal, $mask:ty, $load:ident, $permute:ident, $store:ident, $evens:expr, $odds:expr) => {
         /// See [`LinesFn`].
         ///
         /// # Safety
@@ -144,7 +145,7 @@ macro_rules! lines_avx512 {
             let Some((n, block)) = vector_lines_shape(src, starts, width, offsets, step, out) else {
                 return;
             };
-            let evens = $evens;
+            let (evens, odds) = ($evens, $odds);
             // Each vector's masks (first and second load, store), worked
             // out once for every line; past MASKED vectors (long lines,
             // whose middle vectors are whole) as they come.
@@ -180,6 +181,24 @@ macro_rules! lines_avx512 {
                     }
                 }};
             }
+            // Offsets o and o + 1 of a step-2 line read the even and the
+            // odd lanes of the same two vectors: one pair of loads for
+            // both (the load masks of offset o cover o + 1's positions
+            // too). CS231n's taps −1, 0, 1 load 4 vectors where they
+            // loaded 6.
+            let pairs = |o: usize| step == 2 && o + 1 < offsets.len() && offsets[o + 1] == offsets[o] + 1;
+            // Offset o's values at `pos` to `at` (evens) and offset
+            // o + 1's to `next` (odds), the lanes of `store`. SAFETY (of
+            // each use): as `values!`, and the stores write only lanes
+            // below n − x of their lines.
+            macro_rules! pair {
+                ($at:expr, $next:expr, $from:expr, $pos:expr, ($first:expr, $second:expr, $store_mask:expr)) => {{
+                    let low = $load($first, $from.wrapping_offset($pos));
+                    let high = $load($second, $from.wrapping_offset($pos + $lanes));
+                    $store($at, $store_mask, $permute(low, evens, high));
+                    $store($next, $store_mask, $permute(low, odds, high));
+                }};
+            }
             if n <= SHORT * $lanes && offsets.len() <= TAPS {
                 // Short lines: vector by vector, its masks worked out once,
                 // over every line and offset (1.05-1.1x on CS231n's
@@ -203,15 +222,17 @@ macro_rules! lines_avx512 {
                                 }
                             } else {
                                 let from = src.as_ptr().add(start);
-                                for (o, (&(first, second, store), &offset)) in
-                                    masks.iter().zip(offsets).enumerate()
-                                {
-                                    let pos = offset + (x * step) as isize;
-                                    $store(
-                                        line.add(o * block),
-                                        store,
-                                        values!(from, pos, first, second),
-                                    );
+                                let mut o = 0;
+                                while o < offsets.len() {
+                                    let (first, second, store) = masks[o];
+                                    let pos = offsets[o] + (x * step) as isize;
+                                    if pairs(o) {
+                                        pair!(line.add(o * block), line.add((o + 1) * block), from, pos, (first, second, store));
+                                        o += 2;
+                                    } else {
+                                        $store(line.add(o * block), store, values!(from, pos, first, second));
+                                        o += 1;
+                                    }
                                 }
                             }
                         }
@@ -219,20 +240,20 @@ macro_rules! lines_avx512 {
                 }
                 return;
             }
-            // Longer lines one by one, so that each line's stores fill
-            // whole cache lines in turn (vector by vector over all the
-            // lines measured 0.35-0.7x on the im2col of 56- to 224-wide
-            // images).
-            for (&offset, out) in offsets.iter().zip(out.chunks_exact_mut(block)) {
+            // Longer lines one by one (or pair by pair), so that each
+            // line's stores fill whole cache lines in turn (vector by
+            // vector over all the lines measured 0.35-0.7x on the im2col
+            // of 56- to 224-wide images).
+            let mut o = 0;
+            while o < offsets.len() {
+                let offset = offsets[o];
+                let paired = pairs(o);
                 let mut masks = [(0, 0, 0); MASKED];
                 for (v, m) in masks.iter_mut().enumerate().take(n.div_ceil($lanes)) {
                     *m = masks_at(offset, v * $lanes);
                 }
-                for (line, &start) in out.chunks_exact_mut(n).zip(starts) {
-                    if start == PADDING_LINE {
-                        line.fill(0.0);
-                        continue;
-                    }
+                for (l, &start) in starts.iter().enumerate() {
+                    let line = out.as_mut_ptr().wrapping_add(o * block + l * n);
                     let from = src.as_ptr().wrapping_add(start);
                     for (v, x) in (0..n).step_by($lanes).enumerate() {
                         let (first, second, store) = if v < MASKED {
@@ -241,17 +262,25 @@ macro_rules! lines_avx512 {
                             masks_at(offset, x)
                         };
                         let pos = offset + (x * step) as isize;
-                        // SAFETY: see `values!`; the store writes only lanes
-                        // below n − x of the line.
+                        // SAFETY: see `values!` and `pair!`; the stores
+                        // write only lanes below n − x of line l of block
+                        // o (and o + 1 when paired), inside `out`.
                         unsafe {
-                            $store(
-                                line.as_mut_ptr().add(x),
-                                store,
-                                values!(from, pos, first, second),
-                            )
-                        };
+                            if start == PADDING_LINE {
+                                let zero = $load(0, src.as_ptr());
+                                $store(line.add(x), store, zero);
+                                if paired {
+                                    $store(line.add(block + x), store, zero);
+                                }
+                            } else if paired {
+                                pair!(line.add(x), line.add(block + x), from, pos, (first, second, store));
+                            } else {
+                                $store(line.add(x), store, values!(from, pos, first, second));
+                            }
+                        }
                     }
                 }
+                o += 1 + paired as usize;
             }
         }
     };
@@ -265,7 +294,8 @@ lines_avx512!(
     _mm512_maskz_loadu_ps,
     _mm512_permutex2var_ps,
     _mm512_mask_storeu_ps,
-    _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+    _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+    _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
 );
 lines_avx512!(
     lines_f64_avx512,
@@ -275,7 +305,8 @@ lines_avx512!(
     _mm512_maskz_loadu_pd,
     _mm512_permutex2var_pd,
     _mm512_mask_storeu_pd,
-    _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0)
+    _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0),
+    _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1)
 );
 
 /// The shape of a 2-D add ([`AddFn`]): `lines` lines of `len` values,
@@ -456,17 +487,29 @@ mod tests {
     }
 
     /// Several offsets in one call (short lines go together for up to 8
-    /// offsets, longer lines and more offsets block by block) give each
-    /// offset's lines as a call of its own does.
+    /// offsets, longer lines and more offsets block by block; neighbouring
+    /// offsets of step 2 share their loads, also where the source line or
+    /// the padding ends between them) give each offset's lines as a call
+    /// of its own does.
     fn check_offsets<T: Element>() {
         let functions: Vec<LinesFn<T>> = Isa::supported().into_iter().map(T::lines).collect();
         let src: Vec<T> = (0..100).map(|v| T::from_f64(v as f64 + 1.0)).collect();
         let starts = [0, PADDING_LINE, 33, 100 - 31];
+        let spread = |taps: usize| (0..taps).map(|j| 2 * j as isize - 3).collect::<Vec<_>>();
+        let neighbours = |taps: usize| (0..taps).map(|j| j as isize - 3).collect::<Vec<_>>();
+        let sets = [1, 3, 8, 9]
+            .into_iter()
+            .flat_map(|taps| [spread(taps), neighbours(taps)])
+            .chain([
+                vec![-2, -1, 4, 30, 31, 32],
+                vec![-1, 0, 1, 5, 6, 7, 29, 30, 31],
+                vec![-5, -4, 31, 32],
+            ]);
         for lines in functions {
             for n in [1, 16, 17, 40] {
                 for step in 1..=3 {
-                    for taps in [1, 3, 8, 9] {
-                        let offsets: Vec<isize> = (0..taps).map(|j| 2 * j as isize - 3).collect();
+                    for offsets in sets.clone() {
+                        let taps = offsets.len();
                         let block = starts.len() * n;
                         let mut together = vec![T::from_f64(-1.0); taps * block];
                         // SAFETY: only functions of supported instruction sets are listed.
