@@ -487,7 +487,8 @@ mod tests {
     }
 
     /// Several offsets in one call (short lines go together for up to 8
-    /// offsets, longer lines and more offsets block by block; neighbouring
+    /// offsets, longer lines and more offsets block by block, also past
+    /// the vectors whose masks are worked out once; neighbouring
     /// offsets of step 2 share their loads, also where the source line or
     /// the padding ends between them) give each offset's lines as a call
     /// of its own does.
@@ -506,7 +507,7 @@ mod tests {
                 vec![-5, -4, 31, 32],
             ]);
         for lines in functions {
-            for n in [1, 16, 17, 40] {
+            for n in [1, 16, 17, 40, 300] {
                 for step in 1..=3 {
                     for offsets in sets.clone() {
                         let taps = offsets.len();
